@@ -1,0 +1,148 @@
+package raft
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+)
+
+// Suffrage says whether a server's vote counts.
+type Suffrage uint8
+
+const (
+	// Voter servers vote in elections and count towards commit quorums.
+	Voter Suffrage = iota
+	// Learner servers receive the log but neither vote nor count towards
+	// quorums; a new server catches up as a learner before it votes.
+	Learner
+)
+
+// String returns "voter" or "learner".
+func (s Suffrage) String() string {
+	if s == Learner {
+		return "learner"
+	}
+	return "voter"
+}
+
+// Server is one member of a cluster configuration.
+type Server struct {
+	ID       NodeID
+	Address  string // transport address; may be empty for in-memory clusters
+	Suffrage Suffrage
+}
+
+// Configuration is a cluster's membership. It lives in the log as EntryConfig
+// entries, so it is replicated and recovered like any other entry.
+type Configuration struct {
+	Servers []Server
+}
+
+// Voters returns the IDs of the voting members in ascending order.
+func (c Configuration) Voters() []NodeID {
+	var ids []NodeID
+	for _, s := range c.Servers {
+		if s.Suffrage == Voter {
+			ids = append(ids, s.ID)
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// Server returns the member with the given id.
+func (c Configuration) Server(id NodeID) (Server, bool) {
+	for _, s := range c.Servers {
+		if s.ID == id {
+			return s, true
+		}
+	}
+	return Server{}, false
+}
+
+// Validate checks that IDs are non-zero and unique and that at least one
+// voter exists.
+func (c Configuration) Validate() error {
+	seen := make(map[NodeID]bool, len(c.Servers))
+	voters := 0
+	for _, s := range c.Servers {
+		if s.ID == None {
+			return errors.New("raft: configuration has a server with ID 0")
+		}
+		if seen[s.ID] {
+			return fmt.Errorf("raft: configuration lists server %d twice", s.ID)
+		}
+		seen[s.ID] = true
+		if s.Suffrage == Voter {
+			voters++
+		} else if s.Suffrage != Learner {
+			return fmt.Errorf("raft: server %d has unknown suffrage %d", s.ID, s.Suffrage)
+		}
+	}
+	if voters == 0 {
+		return errors.New("raft: configuration has no voters")
+	}
+	return nil
+}
+
+// configVersion is the first byte of an encoded configuration, so the format
+// can evolve without guessing.
+const configVersion = 1
+
+// maxConfigServers bounds decoding so a corrupt entry cannot make the node
+// allocate without limit.
+const maxConfigServers = 1 << 12
+
+// EncodeConfiguration returns the EntryConfig payload for c.
+func EncodeConfiguration(c Configuration) []byte {
+	b := []byte{configVersion}
+	b = binary.AppendUvarint(b, uint64(len(c.Servers)))
+	for _, s := range c.Servers {
+		b = binary.AppendUvarint(b, uint64(s.ID))
+		b = append(b, byte(s.Suffrage))
+		b = binary.AppendUvarint(b, uint64(len(s.Address)))
+		b = append(b, s.Address...)
+	}
+	return b
+}
+
+// errBadConfig is wrapped by every configuration decoding failure.
+var errBadConfig = errors.New("raft: malformed configuration entry")
+
+// DecodeConfiguration parses an EntryConfig payload. It never panics on
+// malformed input.
+func DecodeConfiguration(b []byte) (Configuration, error) {
+	if len(b) == 0 || b[0] != configVersion {
+		return Configuration{}, fmt.Errorf("%w: unknown version", errBadConfig)
+	}
+	b = b[1:]
+	n, k := binary.Uvarint(b)
+	if k <= 0 || n > maxConfigServers {
+		return Configuration{}, fmt.Errorf("%w: bad server count", errBadConfig)
+	}
+	b = b[k:]
+	c := Configuration{Servers: make([]Server, 0, n)}
+	for range n {
+		id, k := binary.Uvarint(b)
+		if k <= 0 || len(b) < k+1 {
+			return Configuration{}, fmt.Errorf("%w: truncated server", errBadConfig)
+		}
+		suffrage := Suffrage(b[k])
+		b = b[k+1:]
+		alen, k := binary.Uvarint(b)
+		if k <= 0 || alen > uint64(len(b)-k) {
+			return Configuration{}, fmt.Errorf("%w: truncated address", errBadConfig)
+		}
+		addr := string(b[k : k+int(alen)])
+		b = b[k+int(alen):]
+		c.Servers = append(c.Servers, Server{ID: NodeID(id), Address: addr, Suffrage: suffrage})
+	}
+	if len(b) != 0 {
+		return Configuration{}, fmt.Errorf("%w: trailing bytes", errBadConfig)
+	}
+	if err := c.Validate(); err != nil {
+		return Configuration{}, fmt.Errorf("%w: %v", errBadConfig, err)
+	}
+	return c, nil
+}

@@ -1,0 +1,380 @@
+package raft
+
+import (
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+)
+
+// Role is a node's part in the protocol.
+type Role uint8
+
+const (
+	// Follower: answers the leader and votes.
+	Follower Role = iota
+	// PreCandidate: asking whether it could win before disturbing anyone's
+	// term (PreVote).
+	PreCandidate
+	// Candidate: campaigning for votes in a new term.
+	Candidate
+	// Leader: accepts proposals and replicates the log.
+	Leader
+)
+
+var roleNames = [...]string{"follower", "pre-candidate", "candidate", "leader"}
+
+// String returns the role's name as /status shows it.
+func (r Role) String() string {
+	if int(r) < len(roleNames) {
+		return roleNames[r]
+	}
+	return fmt.Sprintf("Role(%d)", uint8(r))
+}
+
+// coreConfig is what the pure state machine needs from Config.
+type coreConfig struct {
+	id NodeID
+	// electionTicks is the election timeout in election ticks; a follower
+	// times out after a random number of ticks in [electionTicks, 2*electionTicks).
+	electionTicks   int
+	preVote         bool
+	checkQuorum     bool
+	maxMsgBytes     uint64
+	maxMsgEntries   int
+	maxInflight     int
+	maxApplyBytes   uint64
+	rand            *rand.Rand
+	logger          *slog.Logger
+	initialHS       HardState
+	initialConfig   Configuration
+	initialConfigAt uint64
+}
+
+// core is Raft's state transition function. It owns term, vote, role, the
+// log's indexes and the commit index. It does no I/O and reads no clock:
+// the node's goroutines feed it events (step, tickElection, tickHeartbeat,
+// propose, persisted, appliedTo, readIndex) and collect what it wants done
+// with takeReady. Driving it from one goroutine, or from a simulator, gives
+// the same result for the same events.
+type core struct {
+	cfg coreConfig
+	id  NodeID
+
+	term   uint64
+	vote   NodeID
+	role   Role
+	leader NodeID
+
+	log *raftLog
+
+	config   Configuration
+	configAt uint64 // index of the entry holding config (0: bootstrap state)
+	voter    bool   // whether this node votes in config
+	peers    []*progress
+	self     progress // the leader's own match (its durable log)
+
+	votes map[NodeID]bool
+
+	electionElapsed   int
+	randomizedTimeout int
+
+	// reads are ReadIndex requests waiting for a quorum of heartbeats.
+	reads   readQueue
+	readSeq uint64
+
+	// failed is set by a storage error or broken invariant: the core then
+	// stops taking part rather than risk acknowledging lost data.
+	failed error
+
+	out ready
+	// persistedHS is the hard state storage is known to hold (or is about
+	// to, once the owner has flushed the last ready).
+	persistedHS HardState
+	scratch     []uint64
+}
+
+// ready is everything the core wants done after a batch of events. The
+// owner must make hardState durable before sending messages when term or
+// vote changed, persist entries in order, send afterPersist only once those
+// entries are durable, and apply committed entries in order.
+type ready struct {
+	hardState    HardState
+	syncHS       bool // term or vote changed: persist before any message leaves
+	entries      []Entry
+	messages     []Message
+	afterPersist []Message
+	committed    []Entry
+	reads        []readDone
+	roleChanged  bool
+	leaderChange bool
+	peerEvents   []Event
+	// proposalsLost marks that pending proposals above commit can no
+	// longer be acknowledged by this node (it stopped being leader).
+	proposalsLost bool
+}
+
+func (rd *ready) empty() bool {
+	return !rd.syncHS && len(rd.entries) == 0 && len(rd.messages) == 0 &&
+		len(rd.afterPersist) == 0 && len(rd.committed) == 0 && len(rd.reads) == 0 &&
+		!rd.roleChanged && !rd.leaderChange && len(rd.peerEvents) == 0 && !rd.proposalsLost
+}
+
+func newCore(cfg coreConfig, storage Storage) (*core, error) {
+	lg, err := newRaftLog(storage, cfg.initialHS.Commit)
+	if err != nil {
+		return nil, err
+	}
+	c := &core{
+		cfg:         cfg,
+		id:          cfg.id,
+		term:        cfg.initialHS.Term,
+		vote:        cfg.initialHS.Vote,
+		log:         lg,
+		persistedHS: cfg.initialHS,
+	}
+	c.applyConfig(cfg.initialConfig, cfg.initialConfigAt)
+	c.becomeFollower(c.term, None)
+	c.out = ready{}
+	return c, nil
+}
+
+// Status-facing accessors.
+
+func (c *core) hardState() HardState {
+	return HardState{Term: c.term, Vote: c.vote, Commit: c.log.committed}
+}
+
+// applyConfig makes conf the configuration in force.
+func (c *core) applyConfig(conf Configuration, at uint64) {
+	c.config, c.configAt = conf, at
+	c.voter = false
+	old := c.peers
+	c.peers = c.peers[:0:0]
+	for _, s := range conf.Servers {
+		if s.ID == c.id {
+			c.voter = s.Suffrage == Voter
+			continue
+		}
+		pr := c.findIn(old, s.ID)
+		if pr == nil {
+			pr = &progress{id: s.ID, next: c.log.lastIndex() + 1, inflight: newInflights(c.cfg.maxInflight)}
+		}
+		pr.learner = s.Suffrage == Learner
+		c.peers = append(c.peers, pr)
+	}
+	slices.SortFunc(c.peers, func(a, b *progress) int { return cmpID(a.id, b.id) })
+}
+
+func cmpID(a, b NodeID) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func (c *core) findIn(list []*progress, id NodeID) *progress {
+	for _, p := range list {
+		if p.id == id {
+			return p
+		}
+	}
+	return nil
+}
+
+func (c *core) peer(id NodeID) *progress { return c.findIn(c.peers, id) }
+
+// quorum is the number of voters that make a majority.
+func (c *core) quorum() int {
+	n := 0
+	if c.voter {
+		n++
+	}
+	for _, p := range c.peers {
+		if !p.learner {
+			n++
+		}
+	}
+	return n/2 + 1
+}
+
+func (c *core) resetTerm(term uint64) {
+	if c.term != term {
+		c.term = term
+		c.vote = None
+	}
+	c.leader = None
+	c.electionElapsed = 0
+	c.randomizedTimeout = c.cfg.electionTicks + c.cfg.rand.IntN(c.cfg.electionTicks)
+	c.votes = nil
+	c.reads.failAll(&c.out)
+}
+
+func (c *core) setRole(r Role) {
+	if c.role == Leader && r != Leader {
+		c.out.proposalsLost = true
+	}
+	if c.role != r {
+		c.out.roleChanged = true
+	}
+	c.role = r
+}
+
+func (c *core) setLeader(id NodeID) {
+	if c.leader != id {
+		c.out.leaderChange = true
+	}
+	c.leader = id
+}
+
+func (c *core) becomeFollower(term uint64, leader NodeID) {
+	c.resetTerm(term)
+	c.setRole(Follower)
+	c.setLeader(leader)
+}
+
+// send queues m for the network.
+func (c *core) send(m Message) {
+	m.From = c.id
+	if m.Term == 0 {
+		m.Term = c.term
+	}
+	c.out.messages = append(c.out.messages, m)
+}
+
+// sendAfterPersist queues m to leave only once the entries queued so far
+// are durable (an append acknowledgement).
+func (c *core) sendAfterPersist(m Message) {
+	m.From = c.id
+	m.Term = c.term
+	c.out.afterPersist = append(c.out.afterPersist, m)
+}
+
+// fail stops the core after an unrecoverable storage or invariant error.
+func (c *core) fail(err error) {
+	if c.failed != nil {
+		return
+	}
+	c.failed = err
+	c.cfg.logger.Error("raft: node stopped taking part", "err", err)
+	if c.role != Follower || c.leader != None {
+		c.becomeFollower(c.term, None)
+	}
+}
+
+// step handles one message from the network.
+func (c *core) step(m Message) {
+	if c.failed != nil || m.From == None || m.From == c.id {
+		return
+	}
+	switch {
+	case m.Term > c.term:
+		if (m.Type == MsgVote || m.Type == MsgPreVote) && c.inLease() {
+			// Leader stickiness: we heard from a live leader within the
+			// election timeout, so this candidate cannot win and must not
+			// bump our term (a rejoining partitioned node stays harmless).
+			return
+		}
+		switch {
+		case m.Type == MsgPreVote:
+			// A pre-vote never changes our term.
+		case m.Type == MsgPreVoteResp && !m.Reject:
+			// Granted for the term we would campaign in; counted below.
+		case m.Type == MsgApp || m.Type == MsgHeartbeat || m.Type == MsgSnap:
+			c.becomeFollower(m.Term, m.From)
+		default:
+			c.becomeFollower(m.Term, None)
+		}
+	case m.Term < c.term:
+		c.stepStale(m)
+		return
+	}
+
+	switch m.Type {
+	case MsgVote, MsgPreVote:
+		c.handleVoteRequest(m)
+		return
+	}
+	switch c.role {
+	case Leader:
+		c.stepLeader(m)
+	case Candidate, PreCandidate:
+		c.stepCandidate(m)
+	default:
+		c.stepFollower(m)
+	}
+}
+
+// stepStale answers a message from an older term where that helps the sender
+// catch up, and otherwise drops it.
+func (c *core) stepStale(m Message) {
+	switch m.Type {
+	case MsgApp, MsgHeartbeat:
+		// A deposed leader learns our term and steps down. (Without
+		// CheckQuorum and PreVote a node could instead be stuck behind a
+		// leader that keeps its old term, so always answer.)
+		c.send(Message{Type: MsgAppResp, To: m.From})
+	case MsgPreVote:
+		c.send(Message{Type: MsgPreVoteResp, To: m.From, Reject: true})
+	}
+}
+
+func (c *core) stepFollower(m Message) {
+	switch m.Type {
+	case MsgApp:
+		c.electionElapsed = 0
+		c.setLeader(m.From)
+		c.handleAppend(m)
+	case MsgHeartbeat:
+		c.electionElapsed = 0
+		c.setLeader(m.From)
+		c.handleHeartbeat(m)
+	}
+}
+
+// takeReady returns what the core wants done since the last call.
+func (c *core) takeReady() ready {
+	c.startReads()
+	if ents := c.log.toPersist(); len(ents) > 0 {
+		c.out.entries = ents
+	}
+	if c.log.applying < c.log.committed {
+		ents, err := c.log.nextToApply(c.cfg.maxApplyBytes)
+		if err != nil {
+			c.fail(fmt.Errorf("raft: reading committed entries: %w", err))
+		}
+		c.out.committed = ents
+	}
+	hs := c.hardState()
+	if hs.Term != c.persistedHS.Term || hs.Vote != c.persistedHS.Vote {
+		c.out.syncHS = true
+	}
+	if hs != c.persistedHS {
+		c.out.hardState = hs
+		c.persistedHS = hs
+	}
+	rd := c.out
+	c.out = ready{}
+	return rd
+}
+
+// persisted reports that storage holds the log up to (index, term).
+func (c *core) persisted(index, term uint64) {
+	if !c.log.stableTo(index, term) {
+		return
+	}
+	if c.role == Leader {
+		c.self.acked(index)
+		c.maybeCommit()
+	}
+}
+
+// appliedTo reports that the applier applied every entry up to index.
+func (c *core) appliedTo(index uint64) {
+	if index > c.log.applied {
+		c.log.applied = index
+	}
+}

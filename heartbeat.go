@@ -1,0 +1,97 @@
+package raft
+
+import "time"
+
+// This file holds the leader's heartbeats: the heartbeat timer actor, the
+// heartbeat round that asserts leadership and confirms reads, the
+// follower's answer, and CheckQuorum with peer reachability events.
+
+// tickHeartbeat is called every HeartbeatInterval; only a leader acts on it.
+func (c *core) tickHeartbeat() {
+	if c.failed != nil || c.role != Leader {
+		return
+	}
+	c.broadcastHeartbeat()
+}
+
+// broadcastHeartbeat sends every peer a heartbeat carrying the commit index
+// it can safely take (no further than it is known to match) and the current
+// read sequence.
+func (c *core) broadcastHeartbeat() {
+	for _, p := range c.peers {
+		c.send(Message{Type: MsgHeartbeat, To: p.id, Commit: min(p.match, c.log.committed), ReadSeq: c.readSeq})
+	}
+}
+
+// handleHeartbeat is the follower side.
+func (c *core) handleHeartbeat(m Message) {
+	c.log.commitTo(m.Commit)
+	c.send(Message{Type: MsgHeartbeatResp, To: m.From, ReadSeq: m.ReadSeq})
+}
+
+// handleHeartbeatResp confirms leadership for reads and restarts replication
+// to a peer that is behind: a paused probe is retried and a stream that
+// made no progress over a whole heartbeat interval (a lost append) is
+// restarted from the peer's match index.
+func (c *core) handleHeartbeatResp(p *progress, m Message) {
+	if m.ReadSeq > p.readAck {
+		p.readAck = m.ReadSeq
+		c.reads.acked(c)
+	}
+	if p.match >= c.log.lastIndex() {
+		p.lastHeartbeatMatch = p.match
+		return
+	}
+	switch {
+	case p.state == probing:
+		p.probeSent = false
+	case p.match == p.lastHeartbeatMatch:
+		p.becomeProbe()
+		p.next = p.match + 1
+	}
+	p.lastHeartbeatMatch = p.match
+	c.sendAppends(p)
+}
+
+// checkQuorumRound runs every election timeout on the leader: a leader that
+// has not heard from a majority steps down (CheckQuorum), and peers silent
+// for the whole round are reported unreachable.
+func (c *core) checkQuorumRound() {
+	active := 0
+	if c.voter {
+		active++
+	}
+	for _, p := range c.peers {
+		if p.recentActive {
+			if !p.learner {
+				active++
+			}
+		} else if !p.unreachable {
+			p.unreachable = true
+			c.out.peerEvents = append(c.out.peerEvents, Event{Type: EventPeerUnreachable, Peer: p.id, Term: c.term})
+		}
+		p.recentActive = false
+	}
+	if c.cfg.checkQuorum && active < c.quorum() {
+		c.cfg.logger.Warn("raft: leader lost contact with a quorum, stepping down", "id", c.id, "term", c.term)
+		c.becomeFollower(c.term, None)
+	}
+}
+
+// heartbeatTimer is the actor that paces heartbeats: every interval it tells
+// the owner, over the heartbeats channel, that a heartbeat round is due.
+func heartbeatTimer(clock Clock, every time.Duration, heartbeats chan<- struct{}, done <-chan struct{}) {
+	t := clock.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C():
+			select {
+			case heartbeats <- struct{}{}:
+			default: // rounds already queued; one more adds nothing
+			}
+		}
+	}
+}

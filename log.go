@@ -1,0 +1,273 @@
+package raft
+
+import (
+	"errors"
+	"fmt"
+)
+
+// raftLog is the core's view of the replicated log: entries already in
+// Storage followed by an unstable tail of entries that are not yet known to
+// be durable. Only the state-owner goroutine touches it.
+//
+// The tail is handed to the log appender once (up to inProgress) and dropped
+// from memory when the appender reports it persisted (stableTo).
+type raftLog struct {
+	storage Storage
+
+	// unstable holds entries from index offset on that storage may not have
+	// yet. Entries are never modified in place: truncation copies, so slices
+	// handed to the appender or to peers stay valid.
+	unstable []Entry
+	offset   uint64
+	// inProgress is the last unstable index already handed to the appender.
+	inProgress uint64
+
+	// committed is the highest index known committed; applying the highest
+	// handed to the applier; applied the highest the applier confirmed.
+	committed uint64
+	applying  uint64
+	applied   uint64
+}
+
+// errLogCorrupt reports a violation of Raft's log invariants (for example a
+// leader asking to overwrite a committed entry). The node stops rather than
+// diverge.
+var errLogCorrupt = errors.New("raft: log invariant violated")
+
+func newRaftLog(s Storage, committed uint64) (*raftLog, error) {
+	first, err := s.FirstIndex()
+	if err != nil {
+		return nil, err
+	}
+	last, err := s.LastIndex()
+	if err != nil {
+		return nil, err
+	}
+	if committed > last {
+		committed = last
+	}
+	l := &raftLog{storage: s, offset: last + 1, inProgress: last, committed: committed}
+	// Entries up to the compaction point are applied (they are in a snapshot).
+	l.applying, l.applied = first-1, first-1
+	return l, nil
+}
+
+func (l *raftLog) firstIndex() uint64 {
+	i, err := l.storage.FirstIndex()
+	if err != nil {
+		return l.offset
+	}
+	return i
+}
+
+func (l *raftLog) lastIndex() uint64 {
+	if n := len(l.unstable); n > 0 {
+		return l.unstable[n-1].Index
+	}
+	return l.offset - 1
+}
+
+func (l *raftLog) lastTerm() uint64 {
+	t, err := l.term(l.lastIndex())
+	if err != nil {
+		return 0
+	}
+	return t
+}
+
+// term returns the term of the entry at i; storage errors pass through.
+func (l *raftLog) term(i uint64) (uint64, error) {
+	if i >= l.offset {
+		if i-l.offset < uint64(len(l.unstable)) {
+			return l.unstable[i-l.offset].Term, nil
+		}
+		if i == l.offset-1 && len(l.unstable) == 0 {
+			return l.storage.Term(i)
+		}
+		return 0, ErrUnavailable
+	}
+	return l.storage.Term(i)
+}
+
+// matchTerm reports whether the entry at i has term t.
+func (l *raftLog) matchTerm(i, t uint64) bool {
+	lt, err := l.term(i)
+	return err == nil && lt == t
+}
+
+// isUpToDate reports whether a log ending at (index, term) is at least as
+// up to date as ours (Raft §5.4.1).
+func (l *raftLog) isUpToDate(index, term uint64) bool {
+	lt := l.lastTerm()
+	return term > lt || (term == lt && index >= l.lastIndex())
+}
+
+// entries returns the entries in [lo, hi), at most maxBytes of them (but at
+// least one).
+func (l *raftLog) entries(lo, hi, maxBytes uint64) ([]Entry, error) {
+	if lo >= hi {
+		return nil, nil
+	}
+	if lo >= l.offset {
+		return limitSize(l.unstable[lo-l.offset:hi-l.offset:hi-l.offset], maxBytes), nil
+	}
+	storedHi := min(hi, l.offset)
+	ents, err := l.storage.Entries(lo, storedHi, maxBytes)
+	if err != nil || hi <= l.offset || uint64(len(ents)) < storedHi-lo {
+		return ents, err
+	}
+	// The range spans storage and the unstable tail: join them in a new
+	// array so the stored slice is never appended into.
+	size := uint64(0)
+	for i := range ents {
+		size += ents[i].size()
+	}
+	tail := l.unstable[:hi-l.offset]
+	joined := make([]Entry, len(ents), len(ents)+len(tail))
+	copy(joined, ents)
+	for i := range tail {
+		size += tail[i].size()
+		if size > maxBytes {
+			break
+		}
+		joined = append(joined, tail[i])
+	}
+	return joined, nil
+}
+
+// appendLeader appends entries the leader created; they follow the last index.
+func (l *raftLog) appendLeader(ents []Entry) {
+	l.unstable = append(l.unstable, ents...)
+}
+
+// maybeAppend applies an AppendEntries whose preceding entry (index, term)
+// matched: it skips entries already present, truncates at the first conflict
+// and appends the rest. It returns the index of the last entry the leader
+// sent, which is now known to match.
+func (l *raftLog) maybeAppend(index uint64, ents []Entry) (lastNew uint64, err error) {
+	lastNew = index + uint64(len(ents))
+	for i := range ents {
+		e := &ents[i]
+		if l.matchTerm(e.Index, e.Term) {
+			continue
+		}
+		if e.Index <= l.committed {
+			return 0, fmt.Errorf("%w: entry %d (term %d) conflicts with committed index %d",
+				errLogCorrupt, e.Index, e.Term, l.committed)
+		}
+		l.truncateAndAppend(ents[i:])
+		break
+	}
+	return lastNew, nil
+}
+
+// truncateAndAppend replaces the log from ents[0].Index on with ents.
+func (l *raftLog) truncateAndAppend(ents []Entry) {
+	first := ents[0].Index
+	switch {
+	case first == l.offset+uint64(len(l.unstable)):
+		l.unstable = append(l.unstable, ents...)
+	case first <= l.offset:
+		// Replaces part of what storage holds: the appender's Save will
+		// truncate storage; until then reads of [first, ...) come from here.
+		l.offset = first
+		l.unstable = append([]Entry(nil), ents...)
+	default:
+		keep := first - l.offset
+		l.unstable = append(l.unstable[:keep:keep], ents...)
+	}
+	if l.inProgress >= first {
+		l.inProgress = first - 1
+	}
+}
+
+// toPersist returns the unstable entries not yet handed to the appender and
+// marks them handed over.
+func (l *raftLog) toPersist() []Entry {
+	last := l.lastIndex()
+	if l.inProgress >= last {
+		return nil
+	}
+	from := max(l.inProgress+1, l.offset)
+	ents := l.unstable[from-l.offset:]
+	l.inProgress = last
+	return ents[:len(ents):len(ents)]
+}
+
+// stableTo records that storage durably holds the log up to (index, term).
+// A report for entries since overwritten is ignored: the term no longer
+// matches.
+func (l *raftLog) stableTo(index, term uint64) bool {
+	if index < l.offset || !l.matchTerm(index, term) {
+		return false
+	}
+	n := index + 1 - l.offset
+	l.unstable = l.unstable[n:]
+	l.offset = index + 1
+	if len(l.unstable) == 0 {
+		l.unstable = nil // let the array be collected
+	}
+	return true
+}
+
+// stableIndex is the last index known durable.
+func (l *raftLog) stableIndex() uint64 { return l.offset - 1 }
+
+func (l *raftLog) commitTo(i uint64) bool {
+	if i <= l.committed {
+		return false
+	}
+	l.committed = min(i, l.lastIndex())
+	return true
+}
+
+// nextToApply returns committed entries not yet handed to the applier, up to
+// maxBytes, and marks them handed over.
+func (l *raftLog) nextToApply(maxBytes uint64) ([]Entry, error) {
+	if l.applying >= l.committed {
+		return nil, nil
+	}
+	ents, err := l.entries(l.applying+1, l.committed+1, maxBytes)
+	if err != nil {
+		return nil, err
+	}
+	if len(ents) > 0 {
+		l.applying = ents[len(ents)-1].Index
+	}
+	return ents, nil
+}
+
+// findConflictByTerm returns the first index of the run of entries ending at
+// index whose term is that of index, looking back no further than floor.
+// Followers use it to build the fast-backtracking hint.
+func (l *raftLog) firstIndexOfTerm(index, floor uint64) (uint64, uint64) {
+	t, err := l.term(index)
+	if err != nil {
+		return index, 0
+	}
+	first := l.firstIndex()
+	for index > first && index > floor+1 {
+		pt, err := l.term(index - 1)
+		if err != nil || pt != t {
+			break
+		}
+		index--
+	}
+	return index, t
+}
+
+// lastIndexOfTerm returns the last index holding an entry of term t, or 0
+// when the log has none; the leader uses it to act on a follower's hint.
+func (l *raftLog) lastIndexOfTerm(t uint64) uint64 {
+	first := l.firstIndex()
+	for i := l.lastIndex(); i >= first && i > 0; i-- {
+		lt, err := l.term(i)
+		if err != nil || lt < t {
+			return 0
+		}
+		if lt == t {
+			return i
+		}
+	}
+	return 0
+}

@@ -1,0 +1,175 @@
+package raft
+
+import "fmt"
+
+// NodeID identifies a server in a cluster. Zero is never a valid ID: it means
+// "none" (no vote cast, no leader known).
+type NodeID uint64
+
+// None is the zero NodeID: no node.
+const None NodeID = 0
+
+// EntryType says how the applier treats a log entry.
+type EntryType uint8
+
+const (
+	// EntryNormal carries a user command for the StateMachine.
+	EntryNormal EntryType = iota
+	// EntryNoop is appended by a new leader to commit entries of earlier
+	// terms (Raft §5.4.2); it is never given to the StateMachine.
+	EntryNoop
+	// EntryConfig carries a cluster Configuration (see EncodeConfiguration).
+	// A configuration takes effect as soon as it is in a node's log.
+	EntryConfig
+)
+
+// String returns the entry type's name.
+func (t EntryType) String() string {
+	switch t {
+	case EntryNormal:
+		return "normal"
+	case EntryNoop:
+		return "noop"
+	case EntryConfig:
+		return "config"
+	}
+	return fmt.Sprintf("EntryType(%d)", uint8(t))
+}
+
+// Entry is one record of the replicated log. Entries are immutable once
+// created: the library shares them between goroutines without copying.
+type Entry struct {
+	Index uint64
+	Term  uint64
+	Type  EntryType
+	Data  []byte
+}
+
+// size is the entry's approximate encoded size, used for batching limits.
+func (e *Entry) size() uint64 { return uint64(len(e.Data)) + entryOverhead }
+
+// entryOverhead approximates the fixed per-entry cost of an encoded entry.
+const entryOverhead = 24
+
+// HardState is the part of a node's state that must be durable before the
+// node answers a vote or an append: its term, its vote in that term, and a
+// commit hint (the commit index may be recovered lower; it is only a hint).
+type HardState struct {
+	Term   uint64
+	Vote   NodeID
+	Commit uint64
+}
+
+// IsZero reports whether hs is the empty hard state of a fresh node.
+func (hs HardState) IsZero() bool { return hs == HardState{} }
+
+// MessageType is the kind of a Raft RPC.
+type MessageType uint8
+
+const (
+	// MsgVote is RequestVote (Raft §5.2).
+	MsgVote MessageType = iota + 1
+	// MsgVoteResp answers MsgVote.
+	MsgVoteResp
+	// MsgPreVote asks whether a vote would be granted, without changing
+	// anyone's term (Raft thesis §9.6).
+	MsgPreVote
+	// MsgPreVoteResp answers MsgPreVote.
+	MsgPreVoteResp
+	// MsgApp is AppendEntries carrying entries (or a probe with none).
+	MsgApp
+	// MsgAppResp answers MsgApp.
+	MsgAppResp
+	// MsgHeartbeat is an empty AppendEntries sent on the heartbeat lane: it
+	// asserts leadership, carries the commit index and a read sequence.
+	MsgHeartbeat
+	// MsgHeartbeatResp answers MsgHeartbeat.
+	MsgHeartbeatResp
+	// MsgTimeoutNow tells a follower to campaign at once (leadership
+	// transfer); reserved for that feature.
+	MsgTimeoutNow
+	// MsgSnap carries a snapshot (InstallSnapshot); reserved for snapshots.
+	MsgSnap
+
+	msgTypeCount // keep last: bounds checks when decoding
+)
+
+var msgTypeNames = [...]string{
+	MsgVote: "Vote", MsgVoteResp: "VoteResp", MsgPreVote: "PreVote",
+	MsgPreVoteResp: "PreVoteResp", MsgApp: "App", MsgAppResp: "AppResp",
+	MsgHeartbeat: "Heartbeat", MsgHeartbeatResp: "HeartbeatResp",
+	MsgTimeoutNow: "TimeoutNow", MsgSnap: "Snap",
+}
+
+// String returns the message type's name.
+func (t MessageType) String() string {
+	if t > 0 && t < msgTypeCount {
+		return msgTypeNames[t]
+	}
+	return fmt.Sprintf("MessageType(%d)", uint8(t))
+}
+
+// Valid reports whether t is a known message type. Transports use it to
+// reject garbage before it reaches a node.
+func (t MessageType) Valid() bool { return t > 0 && t < msgTypeCount }
+
+// Message is every Raft RPC in one flat struct, as in etcd raft: a flat
+// value is cheap to pass through channels and to encode without reflection.
+// Fields a type does not use are zero.
+type Message struct {
+	Type MessageType
+	// Group identifies the raft group when many share one transport; it is
+	// zero for a single group.
+	Group uint64
+	From  NodeID
+	To    NodeID
+	Term  uint64
+
+	// Index and LogTerm: for MsgApp the index and term of the entry
+	// preceding Entries; for votes the candidate's last index and term; for
+	// MsgAppResp the follower's last matching index (success) or the
+	// rejected index (failure).
+	Index   uint64
+	LogTerm uint64
+	Entries []Entry
+	// Commit is the leader's commit index (MsgApp, MsgHeartbeat).
+	Commit uint64
+
+	// Reject marks a refused vote or append.
+	Reject bool
+	// ConflictIndex and ConflictTerm let a rejected append skip a whole
+	// conflicting term at once (Raft §5.3, "fast backtracking"): the
+	// follower's term at the probed index and the first index it holds of
+	// that term, or ConflictTerm 0 and its last index + 1 when its log is
+	// shorter.
+	ConflictIndex uint64
+	ConflictTerm  uint64
+
+	// ReadSeq numbers heartbeat rounds; a response echoes it, so the leader
+	// knows which rounds a quorum confirmed (ReadIndex).
+	ReadSeq uint64
+}
+
+// String formats the message for logs and traces.
+func (m Message) String() string {
+	s := fmt.Sprintf("%s %d->%d t%d i%d lt%d c%d", m.Type, m.From, m.To, m.Term, m.Index, m.LogTerm, m.Commit)
+	if len(m.Entries) > 0 {
+		s += fmt.Sprintf(" n%d[%d..%d]", len(m.Entries), m.Entries[0].Index, m.Entries[len(m.Entries)-1].Index)
+	}
+	if m.Reject {
+		s += fmt.Sprintf(" reject(ci%d ct%d)", m.ConflictIndex, m.ConflictTerm)
+	}
+	if m.ReadSeq != 0 {
+		s += fmt.Sprintf(" rs%d", m.ReadSeq)
+	}
+	return s
+}
+
+// isResponse reports whether the message answers another one.
+func (t MessageType) isResponse() bool {
+	switch t {
+	case MsgVoteResp, MsgPreVoteResp, MsgAppResp, MsgHeartbeatResp:
+		return true
+	}
+	return false
+}

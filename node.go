@@ -1,0 +1,302 @@
+package raft
+
+import (
+	"fmt"
+	"maps"
+)
+
+// This file is the state owner: the one goroutine that steps the core. It
+// turns what arrives on its channels into core events, batches whatever
+// else is already queued into the same round, and carries out the core's
+// ready: persistence through the appender, messages through the peer
+// senders, committed entries through the applier.
+
+// maxEventsPerRound bounds how many queued events one ready covers, so a
+// flood of messages still lets the owner flush regularly.
+const maxEventsPerRound = 256
+
+func (n *Node) run() {
+	defer n.shutdown()
+	recv := n.cfg.Transport.Receive()
+	for {
+		if !n.handleOne(recv, true) {
+			return
+		}
+		for range maxEventsPerRound {
+			if !n.handleOne(recv, false) {
+				break
+			}
+		}
+		if !n.dispatch(n.core.takeReady()) {
+			return
+		}
+	}
+}
+
+// handleOne takes one event into the core. With wait it blocks for one and
+// returns false only on shutdown; without, it returns false when nothing is
+// queued.
+func (n *Node) handleOne(recv <-chan Message, wait bool) bool {
+	var idle chan struct{} // nil: blocks forever in select
+	if !wait {
+		idle = closedChan
+	}
+	select {
+	case <-n.ctx.Done():
+		return false
+	case m := <-recv:
+		n.receive(m)
+	case p := <-n.propc:
+		n.propose(p)
+	case w := <-n.readc:
+		n.nextReadID++
+		w.id = n.nextReadID
+		n.readWaiters[w.id] = w
+		n.core.readIndex(w.id)
+	case <-n.electionTicks:
+		n.core.tickElection()
+	case <-n.heartbeats:
+		n.core.tickHeartbeat()
+	case <-n.persistNotify:
+		n.persistMu.Lock()
+		at, err := n.persistedAt, n.persistErr
+		n.persistMu.Unlock()
+		if err != nil {
+			n.core.fail(fmt.Errorf("%w: %w", ErrStorageFailed, err))
+		}
+		n.core.persisted(at.index, at.term)
+	case <-n.appliedNotify:
+		n.core.appliedTo(n.applied.Load())
+		n.releaseReads()
+	case reply := <-n.statusc:
+		reply <- n.status()
+	case <-idle:
+		return false
+	}
+	return true
+}
+
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// receive checks a message's envelope before the core sees it.
+func (n *Node) receive(m Message) {
+	if m.To != n.cfg.ID || m.Group != n.cfg.Group || !m.Type.Valid() {
+		n.recvRejected.Add(1)
+		return
+	}
+	n.core.step(m)
+}
+
+// propose turns p and every proposal queued behind it into one append.
+func (n *Node) propose(first *proposal) {
+	batch := append(n.propBatch[:0], first)
+	for len(batch) < n.cfg.MaxProposalBatch {
+		select {
+		case p := <-n.propc:
+			batch = append(batch, p)
+			continue
+		default:
+		}
+		break
+	}
+	n.propBatch = batch[:0]
+	if n.core.role != Leader || n.core.failed != nil {
+		err := n.notLeader()
+		for _, p := range batch {
+			p.finish(err)
+		}
+		return
+	}
+	ents := make([]Entry, len(batch))
+	for i, p := range batch {
+		ents[i] = Entry{Type: EntryNormal, Data: p.cmd}
+	}
+	firstIndex := n.core.appendEntries(ents)
+	for i, p := range batch {
+		p.index, p.term = firstIndex+uint64(i), n.core.term
+		n.pending = append(n.pending, p)
+		batch[i] = nil
+	}
+}
+
+func (n *Node) notLeader() error {
+	if n.core.failed != nil {
+		return n.core.failed
+	}
+	return &NotLeaderError{Leader: n.core.leader}
+}
+
+// dispatch carries out a ready. It returns false if the node is shutting down.
+func (n *Node) dispatch(rd ready) bool {
+	if rd.empty() {
+		return true
+	}
+	if rd.syncHS || len(rd.entries) > 0 || len(rd.afterPersist) > 0 {
+		b := &writeBatch{hs: rd.hardState, entries: rd.entries, after: rd.afterPersist}
+		if rd.syncHS {
+			// A new term or vote must be durable before any message
+			// carrying it leaves: wait for the appender.
+			b.done = make(chan error, 1)
+		}
+		select {
+		case n.logEntries <- b:
+		case <-n.ctx.Done():
+			return false
+		}
+		if b.done != nil {
+			select {
+			case err := <-b.done:
+				if err != nil {
+					n.core.fail(fmt.Errorf("%w: %w", ErrStorageFailed, err))
+					rd.messages = nil
+				}
+			case <-n.ctx.Done():
+				return false
+			}
+		}
+	}
+	for i := range rd.messages {
+		n.send(rd.messages[i])
+	}
+	if len(rd.committed) > 0 {
+		if !n.handToApplier(rd.committed) {
+			return false
+		}
+	}
+	if rd.proposalsLost {
+		for _, p := range n.pending {
+			p.finish(ErrOutcomeUnknown)
+		}
+		clear(n.pending)
+		n.pending = n.pending[:0]
+	}
+	n.finishReads(rd.reads)
+	n.publish(rd)
+	return true
+}
+
+// send hands m to its peer's sender without blocking.
+func (n *Node) send(m Message) {
+	m.Group = n.cfg.Group
+	n.sendersMu.RLock()
+	s := n.senders[m.To]
+	n.sendersMu.RUnlock()
+	if s == nil || !s.enqueue(m) {
+		n.sendDropped.Add(1)
+	}
+}
+
+// handToApplier sends committed entries, with the waiters of the proposals
+// among them, to the applier.
+func (n *Node) handToApplier(ents []Entry) bool {
+	last := ents[len(ents)-1].Index
+	k := 0
+	for k < len(n.pending) && n.pending[k].index <= last {
+		k++
+	}
+	b := applyBatch{entries: ents}
+	if k > 0 {
+		b.waiters = make([]*proposal, k)
+		copy(b.waiters, n.pending[:k])
+		clear(n.pending[:k])
+		n.pending = n.pending[k:]
+	}
+	select {
+	case n.applyCh <- b:
+		return true
+	case <-n.ctx.Done():
+		return false
+	}
+}
+
+// finishReads resolves reads the core has decided on.
+func (n *Node) finishReads(reads []readDone) {
+	for _, r := range reads {
+		w := n.readWaiters[r.id]
+		if w == nil {
+			continue
+		}
+		if r.lost {
+			delete(n.readWaiters, r.id)
+			w.err = n.notLeader()
+			close(w.done)
+			continue
+		}
+		w.index = r.index
+		n.readsApplied = append(n.readsApplied, w)
+	}
+	n.releaseReads()
+}
+
+// releaseReads completes confirmed reads the state machine has caught up with.
+func (n *Node) releaseReads() {
+	applied := n.applied.Load()
+	kept := n.readsApplied[:0]
+	for _, w := range n.readsApplied {
+		if w.index <= applied {
+			delete(n.readWaiters, w.id)
+			w.index = applied
+			close(w.done)
+		} else {
+			kept = append(kept, w)
+		}
+	}
+	clear(n.readsApplied[len(kept):])
+	n.readsApplied = kept
+}
+
+// publish tells subscribers about role, leader and peer changes.
+func (n *Node) publish(rd ready) {
+	c := n.core
+	if rd.roleChanged {
+		n.subs.publish(Event{Type: EventRoleChanged, Node: n.cfg.ID, Term: c.term, Role: c.role})
+	}
+	if rd.leaderChange {
+		n.subs.publish(Event{Type: EventLeaderChanged, Node: n.cfg.ID, Term: c.term, Leader: c.leader})
+	}
+	for _, e := range rd.peerEvents {
+		e.Node = n.cfg.ID
+		n.subs.publish(e)
+	}
+}
+
+func (n *Node) status() Status {
+	c := n.core
+	st := Status{
+		ID: n.cfg.ID, Role: c.role, Term: c.term, Vote: c.vote, Leader: c.leader,
+		Commit: c.log.committed, Applied: n.applied.Load(), LastIndex: c.log.lastIndex(),
+		Config: Configuration{Servers: append([]Server(nil), c.config.Servers...)},
+		Err:    c.failed,
+		Metrics: Metrics{
+			SendDropped: n.sendDropped.Load(), SendErrors: n.sendErrors.Load(),
+			RecvRejected: n.recvRejected.Load(),
+		},
+	}
+	n.subs.mu.Lock()
+	st.Metrics.EventsDropped = n.subs.dropped
+	n.subs.mu.Unlock()
+	if c.role == Leader {
+		st.Peers = make(map[NodeID]PeerStatus, len(c.peers))
+		for _, p := range c.peers {
+			st.Peers[p.id] = PeerStatus{Match: p.match, Next: p.next, State: p.state.String(),
+				Inflight: p.inflight.count, Unreachable: p.unreachable}
+		}
+	}
+	return st
+}
+
+// shutdown runs when the owner stops: callers still waiting are told.
+func (n *Node) shutdown() {
+	n.final = n.status()
+	n.final.Peers = maps.Clone(n.final.Peers)
+	for _, p := range n.pending {
+		p.finish(ErrClosed)
+	}
+	n.pending = nil
+	for _, w := range n.readWaiters {
+		w.err = ErrClosed
+		close(w.done)
+	}
+	n.readWaiters = nil
+	n.readsApplied = nil
+}

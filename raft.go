@@ -1,0 +1,476 @@
+package raft
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Config configures a Node. ID, Storage, StateMachine and Transport are
+// required; every other field has a default suited to a LAN.
+type Config struct {
+	// ID is this node's non-zero identity in the cluster configuration.
+	ID NodeID
+	// Group tags every message when several raft groups share a transport.
+	Group uint64
+
+	Storage      Storage
+	StateMachine StateMachine
+	Transport    Transport
+
+	// ElectionTimeout is the base election timeout T; followers wait a
+	// random time in [T, 2T) without hearing from a leader before
+	// campaigning. Default 1s.
+	ElectionTimeout time.Duration
+	// HeartbeatInterval is how often a leader sends heartbeats. It must be
+	// well under ElectionTimeout. Default ElectionTimeout/10.
+	HeartbeatInterval time.Duration
+
+	// DisablePreVote turns off the PreVote round (on by default), which
+	// keeps a node that cannot win from disrupting the cluster's term.
+	DisablePreVote bool
+	// DisableCheckQuorum turns off CheckQuorum and leader stickiness (on by
+	// default): a leader that cannot reach a majority stops leading, and
+	// followers that hear from a live leader ignore vote requests.
+	DisableCheckQuorum bool
+
+	// MaxInflightMsgs bounds the appends in flight to one peer (the
+	// pipelining window). Default 256.
+	MaxInflightMsgs int
+	// MaxEntriesPerMsg and MaxBytesPerMsg bound one append. Defaults 1024
+	// entries and 1 MiB.
+	MaxEntriesPerMsg int
+	MaxBytesPerMsg   uint64
+	// MaxEntrySize rejects larger proposals with ErrProposalTooLarge.
+	// Default 8 MiB.
+	MaxEntrySize int
+	// MaxProposalBatch bounds how many queued proposals become one append.
+	// Default 1024.
+	MaxProposalBatch int
+
+	// Clock defaults to package time (which testing/synctest fakes).
+	Clock Clock
+	// Rand seeds election timeouts. Default: seeded from the clock and ID.
+	Rand rand.Source
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.ElectionTimeout == 0 {
+		c.ElectionTimeout = time.Second
+	}
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = c.ElectionTimeout / 10
+	}
+	if c.MaxInflightMsgs == 0 {
+		c.MaxInflightMsgs = 256
+	}
+	if c.MaxEntriesPerMsg == 0 {
+		c.MaxEntriesPerMsg = 1024
+	}
+	if c.MaxBytesPerMsg == 0 {
+		c.MaxBytesPerMsg = 1 << 20
+	}
+	if c.MaxEntrySize == 0 {
+		c.MaxEntrySize = 8 << 20
+	}
+	if c.MaxProposalBatch == 0 {
+		c.MaxProposalBatch = 1024
+	}
+	if c.Clock == nil {
+		c.Clock = realClock{}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Rand == nil {
+		c.Rand = rand.NewPCG(uint64(c.Clock.Now().UnixNano()), uint64(c.ID))
+	}
+}
+
+// validate reports the first problem with a defaulted config.
+func (c *Config) validate() error {
+	switch {
+	case c.ID == None:
+		return errors.New("raft: Config.ID must be non-zero")
+	case c.Storage == nil:
+		return errors.New("raft: Config.Storage is required")
+	case c.StateMachine == nil:
+		return errors.New("raft: Config.StateMachine is required")
+	case c.Transport == nil:
+		return errors.New("raft: Config.Transport is required")
+	case c.ElectionTimeout < electionTickResolution*time.Millisecond:
+		return errors.New("raft: Config.ElectionTimeout must be at least 10ms")
+	case c.HeartbeatInterval <= 0 || c.HeartbeatInterval*2 > c.ElectionTimeout:
+		return errors.New("raft: Config.HeartbeatInterval must be positive and at most half of ElectionTimeout")
+	case c.MaxInflightMsgs < 1 || c.MaxEntriesPerMsg < 1 || c.MaxProposalBatch < 1:
+		return errors.New("raft: Config limits must be positive")
+	}
+	return nil
+}
+
+// Bootstrap writes the initial configuration into empty storage, as entry 1
+// of term 1. Every initial voter is bootstrapped with the same configuration
+// before its first NewNode; a node added later starts with empty storage.
+func Bootstrap(s Storage, conf Configuration) error {
+	if err := conf.Validate(); err != nil {
+		return err
+	}
+	hs, err := s.InitialState()
+	if err != nil {
+		return err
+	}
+	last, err := s.LastIndex()
+	if err != nil {
+		return err
+	}
+	if !hs.IsZero() || last > 0 {
+		return ErrAlreadyBootstrapped
+	}
+	return s.Save(HardState{Term: 1}, []Entry{{Index: 1, Term: 1, Type: EntryConfig, Data: EncodeConfiguration(conf)}})
+}
+
+// Result is what a committed proposal produced.
+type Result struct {
+	// Index and Term locate the entry in the log.
+	Index uint64
+	Term  uint64
+	// Value is what StateMachine.Apply returned for it.
+	Value any
+}
+
+// Status is a point-in-time view of a node.
+type Status struct {
+	ID        NodeID
+	Role      Role
+	Term      uint64
+	Vote      NodeID
+	Leader    NodeID
+	Commit    uint64
+	Applied   uint64
+	LastIndex uint64
+	Config    Configuration
+	// Peers is the leader's replication state per peer; empty elsewhere.
+	Peers map[NodeID]PeerStatus
+	// Err is set once the node stopped because its storage failed.
+	Err     error
+	Metrics Metrics
+}
+
+// PeerStatus is the leader's view of one peer.
+type PeerStatus struct {
+	Match       uint64
+	Next        uint64
+	State       string // "probe" or "replicate"
+	Inflight    int
+	Unreachable bool
+}
+
+// Metrics counts what a node dropped or refused, so trouble is visible.
+type Metrics struct {
+	// SendDropped: messages dropped because a peer's lane was full.
+	SendDropped uint64
+	// SendErrors: messages the transport failed to send.
+	SendErrors uint64
+	// RecvRejected: received messages for another node or group, or
+	// malformed ones.
+	RecvRejected uint64
+	// EventsDropped: events a full subscriber channel missed.
+	EventsDropped uint64
+}
+
+// Node is a member of a raft cluster. Create it with NewNode; it runs until
+// Close. All methods are safe for concurrent use.
+type Node struct {
+	cfg  Config
+	core *core // owned by the run goroutine
+
+	// Channels between the actors; sizes follow the design: a full channel
+	// is backpressure, never a deadlock (reports back to the owner are
+	// coalesced notifications).
+	propc         chan *proposal
+	readc         chan *readWaiter
+	statusc       chan chan Status
+	electionTicks chan struct{}
+	heartbeats    chan struct{}    // heartbeat timer → owner, 10
+	logEntries    chan *writeBatch // owner → appender, 64
+	applyCh       chan applyBatch  // owner → applier, 128
+	persistNotify chan struct{}
+	appliedNotify chan struct{}
+
+	persistMu   sync.Mutex
+	persistedAt logPosition // latest durable log end, from the appender
+	persistErr  error
+	applied     atomic.Uint64
+
+	sendersMu sync.RWMutex
+	senders   map[NodeID]*peerSender
+
+	subs subscribers
+
+	sendDropped  atomic.Uint64
+	sendErrors   atomic.Uint64
+	recvRejected atomic.Uint64
+
+	ctx       context.Context // cancelled by Close
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	final     Status // the status at shutdown
+
+	// Owner-goroutine state.
+	pending      []*proposal
+	readWaiters  map[uint64]*readWaiter
+	readsApplied []*readWaiter // confirmed, waiting for applied ≥ index
+	nextReadID   uint64
+	propBatch    []*proposal
+}
+
+// logPosition is a (index, term) pair naming the end of a durable log.
+type logPosition struct{ index, term uint64 }
+
+// NewNode starts a node from what its Storage holds. Storage must have been
+// bootstrapped (see Bootstrap) unless the node is joining an existing
+// cluster, in which case it waits, without campaigning, for a leader.
+func NewNode(cfg Config) (*Node, error) {
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	hs, err := cfg.Storage.InitialState()
+	if err != nil {
+		return nil, fmt.Errorf("raft: reading hard state: %w", err)
+	}
+	conf, confAt, err := latestConfiguration(cfg.Storage)
+	if err != nil {
+		return nil, err
+	}
+	if confAt == 0 {
+		cfg.Logger.Warn("raft: no configuration in storage; waiting for a leader to add this node", "id", cfg.ID)
+	}
+	core, err := newCore(coreConfig{
+		id:              cfg.ID,
+		electionTicks:   electionTickResolution,
+		preVote:         !cfg.DisablePreVote,
+		checkQuorum:     !cfg.DisableCheckQuorum,
+		maxMsgBytes:     cfg.MaxBytesPerMsg,
+		maxMsgEntries:   cfg.MaxEntriesPerMsg,
+		maxInflight:     cfg.MaxInflightMsgs,
+		maxApplyBytes:   4 << 20,
+		rand:            rand.New(cfg.Rand),
+		logger:          cfg.Logger,
+		initialHS:       hs,
+		initialConfig:   conf,
+		initialConfigAt: confAt,
+	}, cfg.Storage)
+	if err != nil {
+		return nil, fmt.Errorf("raft: opening log: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	n := &Node{
+		cfg:           cfg,
+		core:          core,
+		propc:         make(chan *proposal, cfg.MaxProposalBatch),
+		readc:         make(chan *readWaiter, 256),
+		statusc:       make(chan chan Status),
+		electionTicks: make(chan struct{}, 1),
+		heartbeats:    make(chan struct{}, 10),
+		logEntries:    make(chan *writeBatch, 64),
+		applyCh:       make(chan applyBatch, 128),
+		persistNotify: make(chan struct{}, 1),
+		appliedNotify: make(chan struct{}, 1),
+		senders:       make(map[NodeID]*peerSender),
+		readWaiters:   make(map[uint64]*readWaiter),
+		ctx:           ctx,
+		cancel:        cancel,
+	}
+	n.applied.Store(core.log.applied)
+	n.persistedAt = logPosition{index: core.log.stableIndex(), term: core.log.lastTerm()}
+	for _, s := range conf.Servers {
+		n.ensureSender(s.ID)
+	}
+	n.start()
+	return n, nil
+}
+
+// start launches the actors. Each stops when ctx is cancelled.
+func (n *Node) start() {
+	done := n.ctx.Done()
+	n.wg.Add(5)
+	go func() { defer n.wg.Done(); n.run() }()
+	go func() {
+		defer n.wg.Done()
+		electionTimer(n.cfg.Clock, n.cfg.ElectionTimeout/electionTickResolution, n.electionTicks, done)
+	}()
+	go func() { defer n.wg.Done(); heartbeatTimer(n.cfg.Clock, n.cfg.HeartbeatInterval, n.heartbeats, done) }()
+	go func() { defer n.wg.Done(); n.runAppender() }()
+	go func() { defer n.wg.Done(); n.runApplier() }()
+}
+
+// ensureSender starts the sender actor for a peer if it has none.
+func (n *Node) ensureSender(id NodeID) {
+	if id == n.cfg.ID {
+		return
+	}
+	n.sendersMu.Lock()
+	defer n.sendersMu.Unlock()
+	if _, ok := n.senders[id]; ok {
+		return
+	}
+	s := newPeerSender(id, n.cfg.MaxInflightMsgs+16)
+	n.senders[id] = s
+	n.wg.Add(1)
+	go s.run(n.ctx, n.cfg.Transport, &n.wg, func(NodeID, error) { n.sendErrors.Add(1) })
+}
+
+// latestConfiguration finds the last configuration entry in storage.
+func latestConfiguration(s Storage) (Configuration, uint64, error) {
+	first, err := s.FirstIndex()
+	if err != nil {
+		return Configuration{}, 0, err
+	}
+	last, err := s.LastIndex()
+	if err != nil {
+		return Configuration{}, 0, err
+	}
+	const chunk = 256
+	for hi := last + 1; hi > first; {
+		lo := max(first, hi-min(hi, chunk))
+		ents, err := s.Entries(lo, hi, ^uint64(0))
+		if err != nil {
+			return Configuration{}, 0, fmt.Errorf("raft: scanning log for configuration: %w", err)
+		}
+		for i := len(ents) - 1; i >= 0; i-- {
+			if ents[i].Type != EntryConfig {
+				continue
+			}
+			conf, err := DecodeConfiguration(ents[i].Data)
+			if err != nil {
+				return Configuration{}, 0, fmt.Errorf("raft: configuration entry %d: %w", ents[i].Index, err)
+			}
+			return conf, ents[i].Index, nil
+		}
+		hi = lo
+	}
+	return Configuration{}, 0, nil
+}
+
+// proposal is one Propose call travelling from the caller to the applier.
+type proposal struct {
+	cmd    []byte
+	index  uint64
+	term   uint64
+	result any
+	err    error
+	done   chan struct{}
+}
+
+func (p *proposal) finish(err error) {
+	p.err = err
+	close(p.done)
+}
+
+// Propose replicates cmd and returns once it is committed and applied on
+// this node, with what the StateMachine returned. cmd must not be modified
+// afterwards. Errors: *NotLeaderError (ErrNotLeader) on a non-leader;
+// ErrOutcomeUnknown when leadership was lost, or ctx ended, after the entry
+// was appended (it may still commit); ErrClosed; ErrProposalTooLarge.
+func (n *Node) Propose(ctx context.Context, cmd []byte) (Result, error) {
+	if len(cmd) > n.cfg.MaxEntrySize {
+		return Result{}, ErrProposalTooLarge
+	}
+	p := &proposal{cmd: cmd, done: make(chan struct{})}
+	select {
+	case n.propc <- p:
+	case <-ctx.Done():
+		return Result{}, ctx.Err()
+	case <-n.ctx.Done():
+		return Result{}, ErrClosed
+	}
+	select {
+	case <-p.done:
+		if p.err != nil {
+			return Result{}, p.err
+		}
+		return Result{Index: p.index, Term: p.term, Value: p.result}, nil
+	case <-ctx.Done():
+		return Result{}, fmt.Errorf("%w: %w", ErrOutcomeUnknown, ctx.Err())
+	case <-n.ctx.Done():
+		return Result{}, ErrClosed
+	}
+}
+
+// readWaiter is one ReadIndex call.
+type readWaiter struct {
+	id    uint64
+	index uint64
+	err   error
+	done  chan struct{}
+}
+
+// ReadIndex is a linearizable read barrier: it returns once this node has
+// confirmed it is still the leader (a heartbeat round acknowledged by a
+// majority) and its state machine has applied everything committed before
+// the call. A read of the state machine made after it returns sees every
+// write acknowledged before ReadIndex was called. It returns the index the
+// state machine reached; errors are as for Propose, minus the unknown
+// outcome (a failed read changed nothing and may simply be retried).
+func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
+	w := &readWaiter{done: make(chan struct{})}
+	select {
+	case n.readc <- w:
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-n.ctx.Done():
+		return 0, ErrClosed
+	}
+	select {
+	case <-w.done:
+		return w.index, w.err
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-n.ctx.Done():
+		return 0, ErrClosed
+	}
+}
+
+// Status returns a snapshot of the node's state.
+func (n *Node) Status() Status {
+	reply := make(chan Status, 1)
+	select {
+	case n.statusc <- reply:
+		return <-reply
+	case <-n.ctx.Done():
+		n.wg.Wait()
+		return n.final
+	}
+}
+
+// Subscribe delivers the node's events to ch until the returned function
+// is called. Delivery never blocks the node: when ch is full the event is
+// dropped and counted in Metrics.EventsDropped, so give ch a buffer.
+func (n *Node) Subscribe(ch chan<- Event) (unsubscribe func()) {
+	return n.subs.add(ch)
+}
+
+// ID returns the node's ID.
+func (n *Node) ID() NodeID { return n.cfg.ID }
+
+// Close stops the node and waits for all its goroutines. Pending calls fail
+// with ErrClosed. It does not close the Transport or the Storage, which the
+// caller owns. Close is idempotent.
+func (n *Node) Close() error {
+	n.closeOnce.Do(n.cancel)
+	n.wg.Wait()
+	return nil
+}
+
+// discardLogger is handy for tests and simulations.
+func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
