@@ -2,10 +2,10 @@ package raft
 
 import (
 	"fmt"
-	"strings"
 	"hash/fnv"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 )
 
