@@ -1,0 +1,55 @@
+// Package raft is raftline: a Raft consensus library whose runs replay from
+// a seed.
+//
+// # Using it
+//
+// Implement StateMachine, choose a Storage (MemoryStorage, or the durable
+// WAL in package wal) and a Transport (the in-memory Network, or the TCP
+// transport), call Bootstrap once on each initial voter's storage, then
+// NewNode. Propose replicates a command and returns the state machine's
+// result once it is committed and applied; ReadIndex is a linearizable read
+// barrier; Status and Subscribe show what the node sees; Close stops it.
+//
+// # How the pieces fit
+//
+// One goroutine, the state owner (node.go), owns every piece of Raft state:
+// term, vote, role, log indexes and commit index. It holds a core
+// (core.go), a pure state-transition function with no goroutines, I/O or
+// clock: events go in (a message, an election tick, a heartbeat tick, a
+// batch of proposals, "persisted up to i", "applied up to i", a read
+// request) and a ready comes out (hard state and entries to persist,
+// messages to send, committed entries to apply, reads to release). A test or
+// simulator can drive the core with the same events and gets the same
+// result, which is how runs replay exactly.
+//
+// Around the owner, actors do time and I/O and report back by channel:
+//
+//   - the election timer (election.go) and heartbeat timer (heartbeat.go)
+//     turn time into ticks; heartbeat rounds arrive over the heartbeats
+//     channel (capacity 10);
+//   - the log appender (appender.go) drains the logEntries channel
+//     (capacity 64) and turns everything queued into one Storage.Save, so
+//     concurrent proposals share a write and an fsync (group commit);
+//   - one sender per peer (replication.go) delivers messages on two lanes,
+//     so heartbeats and votes never wait behind a large append;
+//   - the applier (apply.go) drains applyCh (capacity 128), applies entries
+//     in order and hands each proposal its result.
+//
+// Reports to the owner are coalesced notifications, so a full channel is
+// backpressure and never a deadlock.
+//
+// # What the core implements
+//
+// Leader election with randomized timeouts and PreVote; log replication
+// with the consistency check and fast backtracking by conflicting term;
+// commitment only by counting entries of the current term, with a no-op
+// appended by each new leader; CheckQuorum and leader stickiness, so a
+// partitioned node rejoining cannot disrupt a healthy cluster; pipelined
+// appends with a bounded in-flight window per peer; the leader writing its
+// log in parallel with sending it (Raft thesis §10.2.1); ReadIndex reads
+// confirmed by one heartbeat round for any number of concurrent readers.
+//
+// Safety relies on two rules the owner enforces for the core: a changed
+// term or vote is durable before any message leaves, and an append is
+// acknowledged only after its entries are durable.
+package raft
