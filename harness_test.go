@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -253,8 +254,24 @@ func (c *testCluster) one(cmd string, want int) uint64 {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	c.t.Fatalf("one(%q) failed to reach agreement on %d nodes", cmd, want)
+	c.t.Fatalf("one(%q) failed to reach agreement on %d nodes\n%s", cmd, want, c.describe())
 	return 0
+}
+
+// describe summarizes every node's status for failure messages.
+func (c *testCluster) describe() string {
+	var b strings.Builder
+	for _, id := range c.ids {
+		n := c.nodes[id]
+		if n == nil {
+			fmt.Fprintf(&b, "  node %d: down\n", id)
+			continue
+		}
+		st := n.Status()
+		fmt.Fprintf(&b, "  node %d: %s term %d vote %d leader %d commit %d applied %d last %d peers %v\n",
+			id, st.Role, st.Term, st.Vote, st.Leader, st.Commit, st.Applied, st.LastIndex, st.Peers)
+	}
+	return b.String()
 }
 
 // waitCommitted waits until at least want nodes applied index.

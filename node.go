@@ -80,7 +80,7 @@ var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); retu
 
 // receive checks a message's envelope before the core sees it.
 func (n *Node) receive(m Message) {
-	if m.To != n.cfg.ID || m.Group != n.cfg.Group || !m.Type.Valid() {
+	if m.To != n.cfg.ID || m.From == None || m.From == n.cfg.ID || m.Group != n.cfg.Group || !m.Type.Valid() {
 		n.recvRejected.Add(1)
 		return
 	}

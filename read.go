@@ -40,10 +40,13 @@ func (c *core) readIndex(id uint64) {
 }
 
 // startReads opens one heartbeat round for every read queued since the last
-// one, so a burst of reads costs a single round.
+// one. Only one round is in flight at a time: reads arriving meanwhile wait
+// and share the next, so a burst of reads costs two rounds, not one each. A
+// lost round is repeated by the next heartbeat tick, which carries the
+// current sequence.
 func (c *core) startReads() {
 	q := &c.reads
-	if len(q.unstarted) == 0 || c.role != Leader {
+	if len(q.unstarted) == 0 || c.role != Leader || len(q.pending) > 0 {
 		return
 	}
 	if t, err := c.log.term(c.log.committed); err != nil || t != c.term {
@@ -96,6 +99,7 @@ func (q *readQueue) acked(c *core) {
 		n++
 	}
 	q.pending = append(q.pending[:0], q.pending[n:]...)
+	c.startReads()
 }
 
 // failAll drops every read: leadership (or the term) changed.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"strings"
 	"sync"
 	"testing"
@@ -281,19 +280,17 @@ func TestUnreliableNetworkStillAgrees(t *testing.T) {
 func TestLongReorderingStillAgrees(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c := newCluster(t, 5, nil)
+		c.one("elected", 5)
+		// Two thirds of all answers now arrive 0.2 to 2.2 s late, behind
+		// newer ones; requests and answers are also dropped and delayed.
+		// (Elections in this network are slow, since a vote answer often
+		// outlives the candidacy; the Figure 8 test covers them.)
 		c.net.SetDropRate(0.1)
 		c.net.SetDelay(0, 26*time.Millisecond)
 		c.net.SetLongReordering(2.0/3, 200*time.Millisecond, 2200*time.Millisecond)
-		rng := rand.New(rand.NewPCG(3, 3))
 		for i := range 40 {
-			c.one(fmt.Sprint("r", i), 1)
-			if rng.IntN(4) == 0 {
-				c.net.Isolate(c.ids[rng.IntN(len(c.ids))])
-			} else {
-				c.net.Heal()
-			}
+			c.one(fmt.Sprint("r", i), 3)
 		}
-		c.net.Heal()
 		c.net.SetLongReordering(0, 0, 0)
 		c.net.SetDropRate(0)
 		c.one("final", 5)
