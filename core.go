@@ -289,6 +289,10 @@ func (c *core) step(m Message) {
 			c.becomeFollower(m.Term, None)
 		}
 	case m.Term < c.term:
+		if bugStaleVotes && m.Type == MsgVoteResp && c.role == Candidate {
+			c.stepCandidate(m) // planted bug: a vote from an old term counts
+			return
+		}
 		c.stepStale(m)
 		return
 	}
@@ -341,7 +345,7 @@ func (c *core) takeReady() ready {
 	if ents := c.log.toPersist(); len(ents) > 0 {
 		c.out.entries = ents
 	}
-	if c.log.applying < c.log.committed {
+	if c.log.applying < c.log.committed || bugApplyPastCommit {
 		ents, err := c.log.nextToApply(c.cfg.maxApplyBytes)
 		if err != nil {
 			c.fail(fmt.Errorf("raft: reading committed entries: %w", err))
@@ -349,7 +353,7 @@ func (c *core) takeReady() ready {
 		c.out.committed = ents
 	}
 	hs := c.hardState()
-	if hs.Term != c.persistedHS.Term || hs.Vote != c.persistedHS.Vote {
+	if (hs.Term != c.persistedHS.Term || hs.Vote != c.persistedHS.Vote) && !bugVoteNotPersisted {
 		c.out.syncHS = true
 	}
 	if hs != c.persistedHS {

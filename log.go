@@ -158,6 +158,12 @@ func (l *raftLog) maybeAppend(index uint64, ents []Entry) (lastNew uint64, err e
 		l.truncateAndAppend(ents[i:])
 		break
 	}
+	if bugTruncateOnStale && lastNew < l.lastIndex() && lastNew > l.committed {
+		// Planted bug: drop everything after a (possibly stale) append.
+		if last, err := l.entries(lastNew, lastNew+1, ^uint64(0)); err == nil && len(last) == 1 {
+			l.truncateAndAppend(last)
+		}
+	}
 	return lastNew, nil
 }
 
@@ -224,10 +230,14 @@ func (l *raftLog) commitTo(i uint64) bool {
 // nextToApply returns committed entries not yet handed to the applier, up to
 // maxBytes, and marks them handed over.
 func (l *raftLog) nextToApply(maxBytes uint64) ([]Entry, error) {
-	if l.applying >= l.committed {
+	hi := l.committed
+	if bugApplyPastCommit {
+		hi = l.lastIndex() // planted bug: apply what is not yet committed
+	}
+	if l.applying >= hi {
 		return nil, nil
 	}
-	ents, err := l.entries(l.applying+1, l.committed+1, maxBytes)
+	ents, err := l.entries(l.applying+1, hi+1, maxBytes)
 	if err != nil {
 		return nil, err
 	}

@@ -76,7 +76,7 @@ func (c *core) handleAppend(m Message) {
 		c.sendAfterPersist(Message{Type: MsgAppResp, To: m.From, Index: c.log.committed})
 		return
 	}
-	if !c.log.matchTerm(m.Index, m.LogTerm) {
+	if !c.log.matchTerm(m.Index, m.LogTerm) && !(bugNoPrevLogCheck && m.Index <= c.log.lastIndex()) {
 		c.rejectAppend(m)
 		return
 	}
@@ -181,7 +181,7 @@ func (c *core) maybeCommit() {
 	if quorumMatch <= c.log.committed {
 		return
 	}
-	if t, err := c.log.term(quorumMatch); err != nil || t != c.term {
+	if t, err := c.log.term(quorumMatch); err != nil || (t != c.term && !bugCommitOldTerm) {
 		return
 	}
 	c.log.commitTo(quorumMatch)

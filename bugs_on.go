@@ -1,0 +1,57 @@
+//go:build raftbugs
+
+package raft
+
+import (
+	"fmt"
+	"slices"
+)
+
+// With -tags raftbugs, classic Raft bugs can be planted one at a time so the
+// simulator can prove it finds them. Never built into a normal binary.
+var (
+	bugStaleVotes       bool
+	bugCommitOldTerm    bool
+	bugVoteNotPersisted bool
+	bugNoPrevLogCheck   bool
+	bugApplyPastCommit  bool
+	bugTruncateOnStale  bool
+)
+
+const plantedBugsAvailable = true
+
+var plantedBugs = map[string]*bool{
+	"stale-vote-count":         &bugStaleVotes,
+	"commit-previous-term":     &bugCommitOldTerm,
+	"vote-not-persisted":       &bugVoteNotPersisted,
+	"no-prev-log-check":        &bugNoPrevLogCheck,
+	"apply-past-commit":        &bugApplyPastCommit,
+	"truncate-on-stale-append": &bugTruncateOnStale,
+}
+
+// PlantedBugs lists the bugs PlantBug accepts.
+func PlantedBugs() []string {
+	var names []string
+	for name := range plantedBugs {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// PlantBug turns one planted bug on ("" turns all off). Not safe to call
+// while nodes run.
+func PlantBug(name string) error {
+	for _, b := range plantedBugs {
+		*b = false
+	}
+	if name == "" {
+		return nil
+	}
+	b, ok := plantedBugs[name]
+	if !ok {
+		return fmt.Errorf("raft: no planted bug %q", name)
+	}
+	*b = true
+	return nil
+}
