@@ -273,19 +273,14 @@ func startLocalCluster(size int, host string, basePort int, tune func(*nodeConfi
 // under a second, and a failover is quick enough to watch.
 const localElectionTimeout = 300 * time.Millisecond
 
-// waitForLeader waits until some node leads and has recorded its HTTP
-// address, so that every node can redirect to it.
+// waitForLeader waits until some node leads and every node knows its HTTP
+// address, so that whichever node a client asks can redirect it.
 func (c *localCluster) waitForLeader(ctx context.Context) (*kvNode, error) {
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		for _, n := range c.nodes {
-			if n.raft.Status().Role != raft.Leader {
-				continue
-			}
-			if addr, ok := n.sm.HTTPAddr(n.id); ok && addr == n.httpAddr {
-				return n, nil
-			}
+		if leader := c.leaderKnownToAll(); leader != nil {
+			return leader, nil
 		}
 		select {
 		case <-ctx.Done():
@@ -293,6 +288,31 @@ func (c *localCluster) waitForLeader(ctx context.Context) (*kvNode, error) {
 		case <-tick.C:
 		}
 	}
+}
+
+// leaderKnownToAll returns the leader if every node follows it and has
+// applied its HTTP address, else nil.
+func (c *localCluster) leaderKnownToAll() *kvNode {
+	var leader *kvNode
+	for _, n := range c.nodes {
+		st := n.raft.Status()
+		if st.Leader == raft.None || int(st.Leader) > len(c.nodes) {
+			return nil // IDs are 1..len(c.nodes)
+		}
+		if leader == nil {
+			leader = c.nodes[st.Leader-1]
+		}
+		if st.Leader != leader.id {
+			return nil
+		}
+		if addr, ok := n.sm.HTTPAddr(leader.id); !ok || addr != leader.httpAddr {
+			return nil
+		}
+	}
+	if leader == nil || leader.raft.Status().Role != raft.Leader {
+		return nil
+	}
+	return leader
 }
 
 // Close stops every node.
