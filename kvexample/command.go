@@ -207,7 +207,9 @@ func (d *decoder) uvarint() uint64 {
 		return 0
 	}
 	v, n := binary.Uvarint(d.buf)
-	if n <= 0 {
+	// An overlong encoding (a last byte of 0 after continuation bytes, as
+	// in 0x80 0x00 for 0) is rejected so each command has one encoding.
+	if n <= 0 || (n > 1 && d.buf[n-1] == 0) {
 		d.err = fmt.Errorf("%w: bad integer", errMalformed)
 		return 0
 	}
