@@ -1,0 +1,325 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/raftline/raft"
+)
+
+// This file wires one key-value node together — storage, transport, raft
+// node, state machine, HTTP server — and, for the single-process mode, a
+// whole cluster of them on the in-memory network.
+
+// nodeConfig is what startNode needs to know about one node.
+type nodeConfig struct {
+	ID raft.NodeID
+	// HTTPAddr is where the HTTP API listens. Port 0 picks a free port (the
+	// tests use it); the address actually bound is what other nodes
+	// redirect clients to.
+	HTTPAddr string
+	// RaftAddr is the node's transport address (multi-process mode only).
+	RaftAddr string
+	// Peers is the initial configuration, written to fresh storage.
+	Peers raft.Configuration
+	// DataDir is where durable storage will live; unused until the WAL.
+	DataDir string
+	// Network is the in-memory network of the single-process mode; nil in
+	// multi-process mode.
+	Network *raft.Network
+
+	ElectionTimeout time.Duration
+	// RequestTimeout bounds how long an HTTP request waits for raft.
+	RequestTimeout time.Duration
+	Logger         *slog.Logger
+}
+
+// errNeedTCP is why multi-process mode cannot run yet.
+var errNeedTCP = errors.New("multi-process mode needs the TCP transport (raft.NewTCPTransport), " +
+	"which is not in this build yet; run without flags for the single-process cluster")
+
+// errNeedWAL is why multi-process mode cannot keep its log in memory.
+var errNeedWAL = errors.New("multi-process mode needs durable storage (package wal), " +
+	"which is not in this build yet: a node that forgets its vote on restart can break safety")
+
+// newTransport chooses how the node talks to its peers. It is the one place
+// to change when the TCP transport lands:
+//
+//	t, err := raft.NewTCPTransport(...cfg.ID, cfg.RaftAddr, cfg.Peers...)
+//	return t, t.Close, err
+func newTransport(cfg nodeConfig) (raft.Transport, func() error, error) {
+	if cfg.Network != nil {
+		// The in-memory network needs no closing: a node that stops simply
+		// stops reading its inbox.
+		return cfg.Network.Join(cfg.ID), func() error { return nil }, nil
+	}
+	return nil, nil, errNeedTCP
+}
+
+// newStorage chooses where the node keeps its log and hard state. It is the
+// one place to change when the WAL lands:
+//
+//	w, err := wal.Open(cfg.DataDir, wal.Options{})
+//	return w, w.Close, err
+//
+// Until then the single-process cluster keeps everything in memory, so its
+// state does not survive a restart (main says so at startup).
+func newStorage(cfg nodeConfig) (raft.Storage, func() error, error) {
+	if cfg.Network == nil {
+		return nil, nil, errNeedWAL
+	}
+	return raft.NewMemoryStorage(), func() error { return nil }, nil
+}
+
+// kvNode is one running member of the key-value service.
+type kvNode struct {
+	id       raft.NodeID
+	raft     *raft.Node
+	sm       *kvStateMachine
+	httpAddr string // the address the HTTP API is bound to
+	srv      *http.Server
+	logger   *slog.Logger
+
+	closeTransport func() error
+	closeStorage   func() error
+	stopWatch      func()
+	served         chan struct{} // closed when srv.Serve returned
+}
+
+// startNode starts one node and its HTTP API. On error nothing is left
+// running.
+func startNode(cfg nodeConfig) (_ *kvNode, err error) {
+	var cleanup []func() error
+	defer func() {
+		if err != nil {
+			for i := len(cleanup) - 1; i >= 0; i-- {
+				_ = cleanup[i]()
+			}
+		}
+	}()
+	transport, closeTransport, err := newTransport(cfg)
+	if err != nil {
+		return nil, err
+	}
+	cleanup = append(cleanup, closeTransport)
+	storage, closeStorage, err := newStorage(cfg)
+	if err != nil {
+		return nil, err
+	}
+	cleanup = append(cleanup, closeStorage)
+	// Every initial voter writes the same configuration into fresh storage.
+	// Storage that already holds a log keeps it: the log's configuration
+	// wins over --peers, as the spec says.
+	if err := raft.Bootstrap(storage, cfg.Peers); err != nil && !errors.Is(err, raft.ErrAlreadyBootstrapped) {
+		return nil, fmt.Errorf("bootstrapping node %d: %w", cfg.ID, err)
+	}
+	// Listen before starting raft, so the real address (port 0 in tests) is
+	// known when this node, as leader, records it in the log.
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return nil, fmt.Errorf("node %d: %w", cfg.ID, err)
+	}
+	cleanup = append(cleanup, ln.Close)
+
+	sm := newKVStateMachine(defaultSessionTTL)
+	rn, err := raft.NewNode(raft.Config{
+		ID: cfg.ID, Storage: storage, StateMachine: sm, Transport: transport,
+		ElectionTimeout: cfg.ElectionTimeout, Logger: cfg.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	n := &kvNode{
+		id: cfg.ID, raft: rn, sm: sm, httpAddr: ln.Addr().String(), logger: cfg.Logger,
+		closeTransport: closeTransport, closeStorage: closeStorage,
+		served: make(chan struct{}),
+	}
+	api := &server{id: cfg.ID, raft: rn, sm: sm, network: cfg.Network, timeout: cfg.RequestTimeout}
+	n.srv = &http.Server{
+		Handler:           api.routes(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
+	}
+	n.stopWatch = n.watchLeadership()
+	go func() {
+		defer close(n.served)
+		if err := n.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			n.logger.Error("kvexample: HTTP server stopped", "id", n.id, "err", err)
+		}
+	}()
+	return n, nil
+}
+
+// URL is the base URL of the node's HTTP API.
+func (n *kvNode) URL() string { return "http://" + n.httpAddr }
+
+// watchLeadership records this node's HTTP address in the replicated state
+// each time it becomes leader, so that followers know where to redirect
+// clients. It returns a function that stops the watcher.
+func (n *kvNode) watchLeadership() (stop func()) {
+	events := make(chan raft.Event, 64)
+	unsubscribe := n.raft.Subscribe(events)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		// The node may have won an election before Subscribe: look once.
+		if st := n.raft.Status(); st.Role == raft.Leader {
+			n.registerHTTPAddr(ctx)
+		}
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case ev := <-events:
+				if ev.Type == raft.EventRoleChanged && ev.Role == raft.Leader {
+					n.registerHTTPAddr(ctx)
+				}
+			}
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
+		unsubscribe()
+	}
+}
+
+// registerHTTPAddr proposes an opRegister command naming this node's HTTP
+// address, retrying briefly while this node still leads.
+func (n *kvNode) registerHTTPAddr(ctx context.Context) {
+	// An address in our applied state is committed, so every node has it
+	// or will: no need to log it again.
+	if addr, ok := n.sm.HTTPAddr(n.id); ok && addr == n.httpAddr {
+		return
+	}
+	cmd := command{Op: opRegister, NodeID: uint64(n.id), HTTPAddr: n.httpAddr}
+	for attempt := 0; attempt < 5; attempt++ {
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := n.raft.Propose(pctx, cmd.encode())
+		cancel()
+		if err == nil || ctx.Err() != nil || errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrClosed) {
+			return
+		}
+		n.logger.Warn("kvexample: recording HTTP address failed, retrying", "id", n.id, "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// Close stops the node: first the HTTP API (waiting briefly for requests in
+// flight), then raft, then the transport and storage raft was using.
+func (n *kvNode) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := n.srv.Shutdown(ctx); err != nil {
+		n.srv.Close()
+	}
+	<-n.served
+	n.stopWatch()
+	err := n.raft.Close()
+	return errors.Join(err, n.closeTransport(), n.closeStorage())
+}
+
+// localCluster is the single-process mode: every node of a cluster in this
+// process, talking over the in-memory raft.Network.
+type localCluster struct {
+	network *raft.Network
+	nodes   []*kvNode
+}
+
+// startLocalCluster starts size nodes with IDs 1..size. Node i serves HTTP
+// on host:basePort+i-1, or on a free port each when basePort is 0.
+func startLocalCluster(size int, host string, basePort int, tune func(*nodeConfig)) (*localCluster, error) {
+	c := &localCluster{network: raft.NewNetwork(1)}
+	var conf raft.Configuration
+	for i := 1; i <= size; i++ {
+		conf.Servers = append(conf.Servers, raft.Server{ID: raft.NodeID(i)})
+	}
+	for i := 1; i <= size; i++ {
+		port := 0
+		if basePort != 0 {
+			port = basePort + i - 1
+		}
+		cfg := nodeConfig{
+			ID: raft.NodeID(i), HTTPAddr: net.JoinHostPort(host, fmt.Sprint(port)),
+			Peers: conf, Network: c.network,
+			ElectionTimeout: localElectionTimeout, RequestTimeout: 5 * time.Second,
+			Logger: slog.Default(),
+		}
+		if tune != nil {
+			tune(&cfg)
+		}
+		n, err := startNode(cfg)
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+		c.nodes = append(c.nodes, n)
+	}
+	return c, nil
+}
+
+// localElectionTimeout is shorter than the library's 1 s default because
+// the in-memory network has no latency: the demo elects a leader in well
+// under a second, and a failover is quick enough to watch.
+const localElectionTimeout = 300 * time.Millisecond
+
+// waitForLeader waits until some node leads and every node knows its HTTP
+// address, so that whichever node a client asks can redirect it.
+func (c *localCluster) waitForLeader(ctx context.Context) (*kvNode, error) {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if leader := c.leaderKnownToAll(); leader != nil {
+			return leader, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("no leader elected: %w", ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// leaderKnownToAll returns the leader if every node follows it and has
+// applied its HTTP address, else nil.
+func (c *localCluster) leaderKnownToAll() *kvNode {
+	var leader *kvNode
+	for _, n := range c.nodes {
+		st := n.raft.Status()
+		if st.Leader == raft.None || int(st.Leader) > len(c.nodes) {
+			return nil // IDs are 1..len(c.nodes)
+		}
+		if leader == nil {
+			leader = c.nodes[st.Leader-1]
+		}
+		if st.Leader != leader.id {
+			return nil
+		}
+		if addr, ok := n.sm.HTTPAddr(leader.id); !ok || addr != leader.httpAddr {
+			return nil
+		}
+	}
+	if leader == nil || leader.raft.Status().Role != raft.Leader {
+		return nil
+	}
+	return leader
+}
+
+// Close stops every node.
+func (c *localCluster) Close() error {
+	var errs []error
+	for _, n := range c.nodes {
+		errs = append(errs, n.Close())
+	}
+	return errors.Join(errs...)
+}

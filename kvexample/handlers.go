@@ -1,0 +1,198 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+
+	"github.com/raftline/raft"
+)
+
+// This file has one handler per endpoint of the API. Each follows the same
+// shape: validate the request (cheap, and the same answer on every node),
+// then either propose a command to raft (writes) or read the local state
+// machine (reads), then answer.
+
+// handleGet serves GET /kv/{key}: a linearizable read, or with ?stale=1 a
+// read of whatever this node has applied so far.
+func (s *server) handleGet(w http.ResponseWriter, r *http.Request) {
+	key, ok := pathKey(w, r)
+	if !ok {
+		return
+	}
+	if stale := r.URL.Query().Get("stale"); stale != "1" && stale != "true" {
+		// ReadIndex confirms this node still leads and waits until its
+		// state machine has applied every write acknowledged before now.
+		if !s.readBarrier(w, r) {
+			return
+		}
+	}
+	value, found := s.sm.Get(key)
+	if !found {
+		writeError(w, http.StatusNotFound, "key not found")
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	_, _ = w.Write(value)
+}
+
+// handlePut serves PUT /kv/{key}: the body becomes the value.
+func (s *server) handlePut(w http.ResponseWriter, r *http.Request) {
+	cmd := command{Op: opPut}
+	var ok bool
+	if cmd.Key, ok = pathKey(w, r); !ok {
+		return
+	}
+	if cmd.Value, ok = readBody(w, r, maxValueSize, "value"); !ok || !sessionHeaders(w, r, &cmd) {
+		return
+	}
+	if _, ok := s.propose(w, r, cmd); ok {
+		w.WriteHeader(http.StatusOK)
+	}
+}
+
+// handleDelete serves DELETE /kv/{key}; deleting an absent key succeeds.
+func (s *server) handleDelete(w http.ResponseWriter, r *http.Request) {
+	cmd := command{Op: opDelete}
+	var ok bool
+	if cmd.Key, ok = pathKey(w, r); !ok || !sessionHeaders(w, r, &cmd) {
+		return
+	}
+	if _, ok := s.propose(w, r, cmd); ok {
+		w.WriteHeader(http.StatusOK)
+	}
+}
+
+// handleAppend serves POST /kv/{key}/append: the body is appended to the
+// value (an absent key counts as empty) and the new value is returned.
+func (s *server) handleAppend(w http.ResponseWriter, r *http.Request) {
+	cmd := command{Op: opAppend}
+	var ok bool
+	if cmd.Key, ok = pathKey(w, r); !ok {
+		return
+	}
+	if cmd.Value, ok = readBody(w, r, maxValueSize, "suffix"); !ok || !sessionHeaders(w, r, &cmd) {
+		return
+	}
+	if res, ok := s.propose(w, r, cmd); ok {
+		w.Header().Set("Content-Type", "application/octet-stream")
+		_, _ = w.Write(res.Value)
+	}
+}
+
+// casResponse is the JSON answer of a CAS. Value is null when the key is
+// absent after the operation.
+type casResponse struct {
+	OK    bool    `json:"ok"`
+	Value *string `json:"value"`
+}
+
+// handleCAS serves POST /kv/{key}/cas with {"old": "a"|null, "new": "b"}.
+func (s *server) handleCAS(w http.ResponseWriter, r *http.Request) {
+	cmd := command{Op: opCAS}
+	var ok bool
+	if cmd.Key, ok = pathKey(w, r); !ok {
+		return
+	}
+	body, ok := readBody(w, r, maxCASBody, "CAS request")
+	if !ok {
+		return
+	}
+	code, err := parseCAS(body, &cmd)
+	if err != nil {
+		writeError(w, code, err.Error())
+		return
+	}
+	if !sessionHeaders(w, r, &cmd) {
+		return
+	}
+	res, ok := s.propose(w, r, cmd)
+	if !ok {
+		return
+	}
+	out := casResponse{OK: res.Swapped}
+	if res.Found {
+		v := string(res.Value)
+		out.Value = &v
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// parseCAS reads {"old": "a"|null, "new": "b"} strictly: both fields are
+// required, nothing else is allowed, and "old": null (must be absent) is
+// told apart from "old": "" (must be present and empty). It returns the
+// status code to answer with on error.
+func parseCAS(body []byte, cmd *command) (int, error) {
+	var fields map[string]json.RawMessage
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := dec.Decode(&fields); err != nil || fields == nil {
+		return http.StatusBadRequest, fmt.Errorf(`malformed CAS request: want {"old": "a"|null, "new": "b"}`)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return http.StatusBadRequest, fmt.Errorf("malformed CAS request: data after the JSON object")
+	}
+	for name := range fields {
+		if name != "old" && name != "new" {
+			return http.StatusBadRequest, fmt.Errorf("malformed CAS request: unknown field %q", name)
+		}
+	}
+	oldRaw, hasOld := fields["old"]
+	newRaw, hasNew := fields["new"]
+	if !hasOld || !hasNew {
+		return http.StatusBadRequest, fmt.Errorf(`malformed CAS request: "old" and "new" are both required`)
+	}
+	var newValue string
+	if err := json.Unmarshal(newRaw, &newValue); err != nil || bytes.Equal(newRaw, []byte("null")) {
+		return http.StatusBadRequest, fmt.Errorf(`malformed CAS request: "new" must be a string`)
+	}
+	if !bytes.Equal(oldRaw, []byte("null")) {
+		var oldValue string
+		if err := json.Unmarshal(oldRaw, &oldValue); err != nil {
+			return http.StatusBadRequest, fmt.Errorf(`malformed CAS request: "old" must be a string or null`)
+		}
+		cmd.Old, cmd.HasOld = []byte(oldValue), true
+	}
+	if len(newValue) > maxValueSize || len(cmd.Old) > maxValueSize {
+		return http.StatusRequestEntityTooLarge, fmt.Errorf("CAS value larger than %d bytes", maxValueSize)
+	}
+	cmd.Value = []byte(newValue)
+	return 0, nil
+}
+
+// statusResponse is GET /status. The first seven fields are the API
+// contract; the rest are extensions.
+type statusResponse struct {
+	ID           uint64   `json:"id"`
+	State        string   `json:"state"`
+	Term         uint64   `json:"term"`
+	Leader       uint64   `json:"leader"`
+	CommitIndex  uint64   `json:"commit_index"`
+	AppliedIndex uint64   `json:"applied_index"`
+	Voters       []uint64 `json:"voters"`
+	// LeaderHTTP is the leader's HTTP address, when this node knows it.
+	LeaderHTTP string `json:"leader_http,omitempty"`
+}
+
+// handleStatus serves GET /status: this node's own view, answered locally.
+func (s *server) handleStatus(w http.ResponseWriter, r *http.Request) {
+	st := s.raft.Status()
+	out := statusResponse{
+		ID: uint64(st.ID), State: st.Role.String(), Term: st.Term, Leader: uint64(st.Leader),
+		CommitIndex: st.Commit, AppliedIndex: st.Applied, Voters: []uint64{},
+	}
+	for _, id := range st.Config.Voters() {
+		out.Voters = append(out.Voters, uint64(id))
+	}
+	if st.Leader != raft.None {
+		out.LeaderHTTP, _ = s.sm.HTTPAddr(st.Leader)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// handleMembership serves /cluster/add and /cluster/remove, which need
+// membership changes the library does not offer yet.
+func (s *server) handleMembership(w http.ResponseWriter, r *http.Request) {
+	writeError(w, http.StatusNotImplemented, "membership changes are not supported yet")
+}

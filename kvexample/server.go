@@ -1,0 +1,253 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/raftline/raft"
+)
+
+// This file is the HTTP side of a node: routing, and turning raft's errors
+// into the status codes of the API contract (docs/tutorial.md walks
+// through it). The handlers for each endpoint are in handlers.go.
+
+// Limits from the API contract.
+const (
+	maxKeySize      = 1024
+	maxClientIDSize = 256
+	// maxCASBody bounds a CAS request's JSON. Two values of up to 1 MiB,
+	// each possibly escaped (\u00XX is 6 bytes per byte), fit in it; the
+	// decoded values are then checked against maxValueSize.
+	maxCASBody = 12*maxValueSize + 4096
+)
+
+// server serves one node's HTTP API.
+type server struct {
+	id   raft.NodeID
+	raft *raft.Node
+	sm   *kvStateMachine
+	// network is the in-memory network in single-process mode, for the
+	// teaching-only /debug endpoints; nil otherwise.
+	network *raft.Network
+	// timeout bounds how long a request waits for raft (commit, read
+	// barrier).
+	timeout time.Duration
+}
+
+// routes returns the node's HTTP handler.
+func (s *server) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /kv/{key}", s.handleGet)
+	mux.HandleFunc("PUT /kv/{key}", s.handlePut)
+	mux.HandleFunc("DELETE /kv/{key}", s.handleDelete)
+	mux.HandleFunc("POST /kv/{key}/append", s.handleAppend)
+	mux.HandleFunc("POST /kv/{key}/cas", s.handleCAS)
+	// "/kv/" itself names no key; without this route it would be a 404.
+	mux.HandleFunc("/kv/{$}", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusBadRequest, "empty key: keys are 1 to 1024 bytes")
+	})
+	mux.HandleFunc("GET /status", s.handleStatus)
+	mux.HandleFunc("POST /cluster/add", s.handleMembership)
+	mux.HandleFunc("POST /cluster/remove", s.handleMembership)
+	if s.network != nil {
+		s.debugRoutes(mux)
+	}
+	return jsonErrors(mux)
+}
+
+// jsonErrors makes the mux's own answers (404 for an unknown path, 405 for
+// a known path with the wrong method) JSON errors like every other error of
+// the API, keeping their headers (Allow, Location).
+func jsonErrors(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := mux.Handler(r); pattern != "" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		rec := &statusRecorder{header: make(http.Header)}
+		mux.ServeHTTP(rec, r)
+		for _, h := range []string{"Allow", "Location"} {
+			if v := rec.header.Get(h); v != "" {
+				w.Header().Set(h, v)
+			}
+		}
+		msg := strings.ToLower(http.StatusText(rec.code))
+		if rec.code == http.StatusMethodNotAllowed {
+			msg += "; allowed: " + rec.header.Get("Allow")
+		}
+		writeError(w, rec.code, msg)
+	})
+}
+
+// statusRecorder captures the status and headers a handler writes and
+// discards its body.
+type statusRecorder struct {
+	header http.Header
+	code   int
+}
+
+func (s *statusRecorder) Header() http.Header { return s.header }
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.code == 0 {
+		s.code = code
+	}
+}
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	s.WriteHeader(http.StatusOK)
+	return len(b), nil
+}
+
+// writeError answers with the API's error format, {"error": "..."}.
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, map[string]string{"error": msg})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v) // the client may be gone; nothing to do
+}
+
+// pathKey returns the request's key, or answers 400/413 and returns false.
+func pathKey(w http.ResponseWriter, r *http.Request) (string, bool) {
+	key := r.PathValue("key")
+	switch {
+	case key == "":
+		writeError(w, http.StatusBadRequest, "empty key: keys are 1 to 1024 bytes")
+		return "", false
+	case len(key) > maxKeySize:
+		writeError(w, http.StatusRequestEntityTooLarge,
+			fmt.Sprintf("key of %d bytes: keys are 1 to %d bytes", len(key), maxKeySize))
+		return "", false
+	}
+	return key, true
+}
+
+// readBody reads a request body of at most limit bytes, or answers 413/400
+// and returns false.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64, what string) ([]byte, bool) {
+	if r.ContentLength > limit {
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("%s larger than %d bytes", what, limit))
+		return nil, false
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("%s larger than %d bytes", what, limit))
+		return nil, false
+	case err != nil:
+		writeError(w, http.StatusBadRequest, "reading request body: "+err.Error())
+		return nil, false
+	}
+	return body, true
+}
+
+// sessionHeaders reads the optional exactly-once headers into cmd, or
+// answers 400 and returns false. Both headers or neither must be given.
+func sessionHeaders(w http.ResponseWriter, r *http.Request, cmd *command) bool {
+	client, seqText := r.Header.Get("X-Client-Id"), r.Header.Get("X-Request-Seq")
+	if client == "" && seqText == "" {
+		return true
+	}
+	if client == "" || seqText == "" {
+		writeError(w, http.StatusBadRequest, "X-Client-Id and X-Request-Seq must be given together")
+		return false
+	}
+	if len(client) > maxClientIDSize {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("X-Client-Id longer than %d bytes", maxClientIDSize))
+		return false
+	}
+	seq, err := strconv.ParseUint(seqText, 10, 64)
+	if err != nil || seq == 0 {
+		writeError(w, http.StatusBadRequest, "X-Request-Seq must be a positive integer")
+		return false
+	}
+	cmd.Client, cmd.Seq = client, seq
+	return true
+}
+
+// propose replicates cmd through raft and returns what the state machine
+// answered once the command is committed and applied. On failure it has
+// already written the error response and returns false.
+func (s *server) propose(w http.ResponseWriter, r *http.Request, cmd command) (result, bool) {
+	ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
+	defer cancel()
+	res, err := s.raft.Propose(ctx, cmd.encode())
+	if err != nil {
+		s.raftError(w, r, err, true)
+		return result{}, false
+	}
+	out, _ := res.Value.(result) // Apply always returns a result
+	switch out.Code {
+	case resultOK:
+		return out, true
+	case resultStaleSeq:
+		writeError(w, http.StatusConflict, "X-Request-Seq is older than this client's latest request; it was not executed")
+	case resultTooLarge:
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("the value would exceed %d bytes; nothing changed", maxValueSize))
+	default:
+		writeError(w, http.StatusInternalServerError, "the state machine could not decode the command")
+	}
+	return result{}, false
+}
+
+// readBarrier makes the next read of the state machine linearizable (see
+// raft.Node.ReadIndex). On failure it has written the error response and
+// returns false.
+func (s *server) readBarrier(w http.ResponseWriter, r *http.Request) bool {
+	ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
+	defer cancel()
+	if _, err := s.raft.ReadIndex(ctx); err != nil {
+		s.raftError(w, r, err, false)
+		return false
+	}
+	return true
+}
+
+// raftError turns an error from Propose or ReadIndex into a response.
+// For a write, timeouts and lost leadership leave the outcome unknown, and
+// the answer says so: the client must not assume the write did not happen.
+func (s *server) raftError(w http.ResponseWriter, r *http.Request, err error, write bool) {
+	var notLeader *raft.NotLeaderError
+	unknown := ""
+	if write {
+		unknown = "; the write may or may not have happened"
+	}
+	switch {
+	case errors.As(err, &notLeader):
+		s.redirectToLeader(w, r, notLeader.Leader)
+	case errors.Is(err, context.DeadlineExceeded):
+		writeError(w, http.StatusGatewayTimeout, "timed out waiting for the cluster"+unknown)
+	case errors.Is(err, raft.ErrOutcomeUnknown):
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "leadership changed before the write committed"+unknown)
+	case errors.Is(err, raft.ErrProposalTooLarge):
+		writeError(w, http.StatusRequestEntityTooLarge, "command too large")
+	default: // node closing, storage failed, client gone
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, err.Error()+unknown)
+	}
+}
+
+// redirectToLeader answers a request that needs the leader: 307 to the
+// leader's HTTP address when this node knows it (from the replicated
+// state), else 503 with Retry-After — an election is probably under way.
+func (s *server) redirectToLeader(w http.ResponseWriter, r *http.Request, leader raft.NodeID) {
+	if leader != raft.None && leader != s.id {
+		if addr, ok := s.sm.HTTPAddr(leader); ok {
+			w.Header().Set("Location", "http://"+addr+r.URL.RequestURI())
+			writeError(w, http.StatusTemporaryRedirect, fmt.Sprintf("node %d is not the leader; node %d is", s.id, leader))
+			return
+		}
+	}
+	w.Header().Set("Retry-After", "1")
+	writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("node %d is not the leader and knows of no leader; retry shortly", s.id))
+}
