@@ -50,8 +50,8 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // Sizes of the fixed payloads.
 const (
-	entryFixed   = 8 + 8 + 1         // index, term, type, then data
-	stateSize    = 8 + 8 + 8         // term, vote, commit
+	entryFixed = 8 + 8 + 1 // index, term, type, then data
+	stateSize  = 8 + 8 + 8 // term, vote, commit
 	// segHeaderFixed: magic, seq, prevIndex, prevTerm, reserved; a state follows.
 	segHeaderFixed = 4 + 8 + 8 + 8 + 8
 	segmentMagic   = 0x524c5701 // "RLW" and format version 1
