@@ -50,7 +50,9 @@ func FuzzOpenDirectory(f *testing.F) {
 		fs := newMemFS()
 		for i, part := range bytes.Split(b, []byte("|SEG|")) {
 			name := "/wal/" + segmentName(uint64(i+1), firstIndexHint(part))
-			fs.files[name] = &memFile{data: part, synced: part}
+			// Copies: the WAL writes to its files, and part aliases the
+			// fuzzer's input.
+			fs.files[name] = &memFile{data: bytes.Clone(part), synced: bytes.Clone(part)}
 		}
 		w, err := Open("/wal", memOptions(fs, 1024))
 		if err != nil {
