@@ -44,6 +44,12 @@ func corrupt(name string, off int64, format string, args ...any) error {
 // recover rebuilds the in-memory state from the segments. It writes
 // nothing until every segment has been checked, so a corrupt directory is
 // left exactly as found.
+//
+// A missing segment between two others shows as a gap in the sequence
+// numbers (and each header names the entry before it, checked against the
+// log so far). A missing oldest segment cannot be told from compaction, nor
+// a missing newest one from a log that never rolled: the WAL keeps no
+// separate manifest to catch those.
 func (w *WAL) recover() error {
 	names, err := w.fs.ReadDir(w.dir)
 	if err != nil {
