@@ -91,6 +91,13 @@ func (w *WAL) recover() error {
 			return err
 		}
 	}
+	for _, name := range tmps {
+		// Leftovers of a segment creation cut short, never acknowledged;
+		// removed before creating a segment that may reuse the name.
+		if err := w.fs.Remove(filepath.Join(w.dir, name)); err != nil {
+			return fmt.Errorf("wal: removing %s: %w", name, err)
+		}
+	}
 	if len(files) == 0 {
 		seg, err := w.createSegment(1, 0, 0)
 		if err != nil {
@@ -102,12 +109,6 @@ func (w *WAL) recover() error {
 	w.active, w.tailOff = w.segs[len(w.segs)-1], tail
 	if err := w.repairTail(); err != nil {
 		return err
-	}
-	for _, name := range tmps {
-		// Leftovers of a segment creation cut short; never acknowledged.
-		if err := w.fs.Remove(filepath.Join(w.dir, name)); err != nil {
-			return fmt.Errorf("wal: removing %s: %w", name, err)
-		}
 	}
 	return nil
 }

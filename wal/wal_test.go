@@ -460,3 +460,17 @@ func TestReadsRunConcurrentlyWithSave(t *testing.T) {
 	default:
 	}
 }
+
+// A crash while the very first segment was being created leaves only its
+// temporary file; reopening must clear it and start the log.
+func TestOpenAfterCrashCreatingFirstSegment(t *testing.T) {
+	fs := newMemFS()
+	tmp := "/wal/" + segmentName(1, 1) + tmpSuffix
+	fs.files[tmp] = &memFile{data: []byte{1, 2, 3}}
+	w := openT(t, "/wal", memOptions(fs, 4096))
+	defer w.Close()
+	if _, ok := fs.files[tmp]; ok {
+		t.Fatal("temporary file left behind")
+	}
+	mustSave(t, w, raft.HardState{Term: 1}, ents(1, 1, 1))
+}
