@@ -1,0 +1,232 @@
+package wal
+
+import (
+	"fmt"
+
+	"github.com/raftline/raft"
+)
+
+// entryOverhead matches the raft package's per-entry size estimate, so the
+// maxBytes limit of Entries means the same as for MemoryStorage.
+const entryOverhead = 24
+
+func entrySize(e *raft.Entry) uint64 { return uint64(len(e.Data)) + entryOverhead }
+
+// InitialState implements raft.Storage.
+func (w *WAL) InitialState() (raft.HardState, error) {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	if w.closed {
+		return raft.HardState{}, ErrClosed
+	}
+	return w.hs, nil
+}
+
+// FirstIndex implements raft.Storage.
+func (w *WAL) FirstIndex() (uint64, error) {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	if w.closed {
+		return 0, ErrClosed
+	}
+	return w.first, nil
+}
+
+// LastIndex implements raft.Storage.
+func (w *WAL) LastIndex() (uint64, error) {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	if w.closed {
+		return 0, ErrClosed
+	}
+	return w.lastIndex(), nil
+}
+
+func (w *WAL) lastIndex() uint64 { return w.first + uint64(len(w.ents)) - 1 }
+
+// Term implements raft.Storage. Terms are kept in memory for every live
+// entry, so it never reads the disk.
+func (w *WAL) Term(index uint64) (uint64, error) {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	if w.closed {
+		return 0, ErrClosed
+	}
+	return w.term(index)
+}
+
+func (w *WAL) term(index uint64) (uint64, error) {
+	switch {
+	case index+1 < w.first:
+		return 0, raft.ErrCompacted
+	case index+1 == w.first:
+		return w.prevTerm, nil
+	case index > w.lastIndex():
+		return 0, raft.ErrUnavailable
+	}
+	return w.ents[index-w.first].term, nil
+}
+
+// Entries implements raft.Storage. Recent entries come from the cache;
+// older ones are read from their segments.
+func (w *WAL) Entries(lo, hi, maxBytes uint64) ([]raft.Entry, error) {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	if w.closed {
+		return nil, ErrClosed
+	}
+	if lo < w.first {
+		return nil, raft.ErrCompacted
+	}
+	if hi > w.lastIndex()+1 {
+		return nil, raft.ErrUnavailable
+	}
+	if lo >= hi {
+		return nil, nil
+	}
+	if ents, ok := w.cache.slice(lo, hi); ok {
+		return limitSize(ents, maxBytes), nil
+	}
+	var out []raft.Entry
+	size := uint64(0)
+	for i := lo; i < hi; i++ {
+		var e raft.Entry
+		if c, ok := w.cache.slice(i, i+1); ok {
+			e = c[0]
+		} else {
+			var err error
+			if e, err = w.readEntry(i); err != nil {
+				return nil, err
+			}
+		}
+		size += entrySize(&e)
+		if len(out) > 0 && size > maxBytes {
+			break
+		}
+		out = append(out, e)
+	}
+	return out[:len(out):len(out)], nil
+}
+
+// readEntry reads entry index from its segment. Data read back is checked
+// again: a file can rot after recovery, and a wrong entry must become an
+// error, never a silently different log.
+func (w *WAL) readEntry(index uint64) (raft.Entry, error) {
+	pos := w.ents[index-w.first]
+	seg := w.segment(pos.seq)
+	if seg == nil {
+		return raft.Entry{}, fmt.Errorf("%w: entry %d points at missing segment %d", ErrCorrupt, index, pos.seq)
+	}
+	buf := make([]byte, pos.size)
+	if _, err := seg.f.ReadAt(buf, pos.off); err != nil {
+		return raft.Entry{}, fmt.Errorf("wal: reading entry %d from %s at offset %d: %w", index, seg.name, pos.off, err)
+	}
+	typ, payload, _, err := decodeRecord(buf)
+	if err == nil && typ != typeEntry {
+		err = fmt.Errorf("record type %#x, want an entry", typ)
+	}
+	var e raft.Entry
+	if err == nil {
+		e, err = decodeEntry(payload)
+	}
+	if err == nil && (e.Index != index || e.Term != pos.term) {
+		err = fmt.Errorf("found entry %d term %d, want %d term %d", e.Index, e.Term, index, pos.term)
+	}
+	if err != nil {
+		return raft.Entry{}, fmt.Errorf("%w: %s offset %d: %w", ErrCorrupt, seg.name, pos.off, err)
+	}
+	return e, nil
+}
+
+// segment returns the live segment with sequence number seq.
+func (w *WAL) segment(seq uint64) *segment {
+	if len(w.segs) == 0 || seq < w.segs[0].seq {
+		return nil
+	}
+	i := seq - w.segs[0].seq
+	if i >= uint64(len(w.segs)) {
+		return nil
+	}
+	return w.segs[i]
+}
+
+// limitSize returns the longest prefix of ents within maxBytes, never
+// fewer than one entry (the rule of raft.Storage.Entries).
+func limitSize(ents []raft.Entry, maxBytes uint64) []raft.Entry {
+	if len(ents) == 0 {
+		return ents
+	}
+	size := entrySize(&ents[0])
+	n := 1
+	for ; n < len(ents); n++ {
+		size += entrySize(&ents[n])
+		if size > maxBytes {
+			break
+		}
+	}
+	return ents[:n:n]
+}
+
+// entryCache holds the most recent entries, up to limit bytes. Its slots
+// are never written once filled: slices handed to readers alias them, so
+// truncation and eviction re-slice and let append move to a new array.
+type entryCache struct {
+	limit int64
+	first uint64 // index of ents[0]
+	ents  []raft.Entry
+	bytes int64
+}
+
+// slice returns the cached entries [lo, hi) if all are cached.
+func (c *entryCache) slice(lo, hi uint64) ([]raft.Entry, bool) {
+	if len(c.ents) == 0 || lo < c.first || hi > c.first+uint64(len(c.ents)) {
+		return nil, false
+	}
+	return c.ents[lo-c.first : hi-c.first : hi-c.first], true
+}
+
+// add appends e, which must follow the cached entries (or start a new run
+// when the cache is empty), then evicts the oldest entries over the limit.
+func (c *entryCache) add(e raft.Entry) {
+	if c.limit < 0 {
+		return
+	}
+	if len(c.ents) == 0 || e.Index != c.first+uint64(len(c.ents)) {
+		c.ents, c.bytes = nil, 0
+		c.first = e.Index
+	}
+	c.ents = append(c.ents, e)
+	c.bytes += int64(entrySize(&e))
+	for c.bytes > c.limit && len(c.ents) > 0 {
+		c.bytes -= int64(entrySize(&c.ents[0]))
+		c.ents = c.ents[1:]
+		c.first++
+	}
+}
+
+// truncateFrom drops the cached entries at index and after. The capacity
+// is cut too, so the next add copies instead of overwriting slots that a
+// reader may still hold.
+func (c *entryCache) truncateFrom(index uint64) {
+	if len(c.ents) == 0 || index >= c.first+uint64(len(c.ents)) {
+		return
+	}
+	if index <= c.first {
+		c.ents, c.bytes = nil, 0
+		return
+	}
+	keep := index - c.first
+	for i := keep; i < uint64(len(c.ents)); i++ {
+		c.bytes -= int64(entrySize(&c.ents[i]))
+	}
+	c.ents = c.ents[:keep:keep]
+}
+
+// dropBefore forgets the entries before index (compacted).
+func (c *entryCache) dropBefore(index uint64) {
+	for len(c.ents) > 0 && c.first < index {
+		c.bytes -= int64(entrySize(&c.ents[0]))
+		c.ents = c.ents[1:]
+		c.first++
+	}
+}

@@ -1,0 +1,220 @@
+// Package wal is a durable raft.Storage: a write-ahead log of segmented,
+// append-only files.
+//
+// Every Save is one write and one fsync, however many entries it carries
+// (the node's appender already merges concurrent proposals into one Save:
+// group commit). Records are framed with a length, a type and CRC32C
+// checksums. Segments are preallocated, rolled at Options.SegmentSize, and
+// deleted whole by Compact. A follower's conflicting suffix is replaced by
+// appending: a record for an index at or before the last one truncates the
+// log there, both live and on replay, so files are never rewritten.
+//
+// Open recovers the log. A write cut short by a crash at the very end of
+// the newest segment is dropped and reported (see Recovery); anything else
+// that does not check out (a bad checksum before the tail, a gap in the
+// indexes or the segment numbers, a malformed header) is corruption: Open
+// fails with an error naming the file and offset and changes nothing.
+//
+// Once a write or sync fails the WAL refuses all further writes: after a
+// failed fsync the kernel may have dropped the dirty pages, so retrying
+// could acknowledge data that is not on disk.
+package wal
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+
+	"github.com/raftline/raft"
+)
+
+// Errors callers can test with errors.Is.
+var (
+	// ErrLocked: another WAL (in this or another process) has the
+	// directory open.
+	ErrLocked = errors.New("wal: directory is locked by another WAL")
+	// ErrCorrupt: recovery found data it cannot trust; the error names the
+	// file and offset.
+	ErrCorrupt = errors.New("wal: corrupt")
+	// ErrFailed: an earlier write or sync failed and the WAL refuses
+	// further writes; the error wraps the original failure.
+	ErrFailed = errors.New("wal: failed earlier, refusing writes")
+	// ErrClosed: the WAL was closed.
+	ErrClosed = errors.New("wal: closed")
+)
+
+// Defaults for Options.
+const (
+	DefaultSegmentSize = 64 << 20
+	DefaultCacheBytes  = 64 << 20
+	// minSegmentSize keeps a segment able to hold its header and a record.
+	minSegmentSize = 1 << 10
+)
+
+// Options configures a WAL. The zero value gives the defaults.
+type Options struct {
+	// SegmentSize is the size at which the WAL starts a new segment file,
+	// and how much each segment preallocates. A Save larger than that goes
+	// whole into one segment, which then grows past the size. Default 64
+	// MiB; values below 1 KiB are raised to 1 KiB.
+	SegmentSize int64
+	// CacheBytes bounds the memory kept for recent entries (counted as
+	// their data plus a fixed overhead); older entries are read back from
+	// disk. Default 64 MiB. A negative value disables the cache.
+	CacheBytes int64
+	// Logger receives recovery warnings. Default slog.Default().
+	Logger *slog.Logger
+
+	// fs replaces the real file system in tests.
+	fs fileSystem
+}
+
+func (o *Options) setDefaults() {
+	if o.SegmentSize == 0 {
+		o.SegmentSize = DefaultSegmentSize
+	}
+	o.SegmentSize = max(o.SegmentSize, minSegmentSize)
+	if o.CacheBytes == 0 {
+		o.CacheBytes = DefaultCacheBytes
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.fs == nil {
+		o.fs = osFS{}
+	}
+}
+
+// Recovery describes what Open had to repair.
+type Recovery struct {
+	// TornTail is set when the newest segment ended in a partial write
+	// (a crash mid-write), which Open discarded.
+	TornTail bool
+	// File and Offset locate the discarded tail; Discarded is how many
+	// bytes of non-zero data it held.
+	File      string
+	Offset    int64
+	Discarded int64
+	// Reason says what was wrong with the first discarded record.
+	Reason string
+}
+
+// WAL is a durable raft.Storage kept in a directory. It is safe for
+// concurrent use; Save and Compact are serialized with each other.
+//
+// Locking: writeMu serializes writers (Save, Compact, Close) and is held
+// across fsync; mu guards the in-memory view that readers use and is taken
+// only to publish a finished write. Readers therefore never wait for an
+// fsync, and they see a Save's entries only once they are durable. Disk
+// reads of entries older than the cache hold mu shared, so Compact cannot
+// close a segment under them.
+type WAL struct {
+	dir  string
+	opts Options
+	fs   fileSystem
+	lock io.Closer
+	log  *slog.Logger
+
+	writeMu sync.Mutex
+	// Guarded by writeMu.
+	failed  error    // sticky write failure
+	active  *segment // segment receiving writes
+	tailOff int64    // where the next record goes in active
+	buf     []byte   // encoding buffer reused across Saves
+
+	mu sync.RWMutex
+	// Guarded by mu; written only with writeMu also held, so a writer may
+	// read them without mu.
+	closed bool
+	hs     raft.HardState
+	segs   []*segment // live segments in sequence order
+	first  uint64     // first index kept
+	// prevTerm is the term of first-1, the compaction point (0 if none).
+	prevTerm uint64
+	ents     []entryPos // location of entry first+i at ents[i]
+	cache    entryCache
+
+	recovery Recovery
+}
+
+// segment is one segment file.
+type segment struct {
+	seq       uint64
+	name      string // path
+	f         file
+	prevIndex uint64 // index of the entry before the segment's first
+	prevTerm  uint64
+	// minIndex is the smallest entry index recorded in the segment (0 when
+	// none): a later truncation can write an index below prevIndex+1,
+	// which matters when deciding what compaction may delete.
+	minIndex uint64
+}
+
+// entryPos locates one live entry on disk.
+type entryPos struct {
+	term uint64
+	seq  uint64 // segment
+	off  int64  // record offset in the segment
+	size int64  // framed record size
+}
+
+// Open opens (creating if needed) the WAL in dir and recovers its state.
+func Open(dir string, opts Options) (*WAL, error) {
+	opts.setDefaults()
+	w := &WAL{dir: dir, opts: opts, fs: opts.fs, log: opts.Logger}
+	w.cache.limit = opts.CacheBytes
+	if err := w.fs.MkdirAll(dir); err != nil {
+		return nil, fmt.Errorf("wal: creating %s: %w", dir, err)
+	}
+	lock, err := w.fs.Lock(dir)
+	if err != nil {
+		return nil, err
+	}
+	w.lock = lock
+	if err := w.recover(); err != nil {
+		w.closeFiles()
+		return nil, err
+	}
+	return w, nil
+}
+
+// Recovery reports what Open repaired; the zero value means nothing.
+func (w *WAL) Recovery() Recovery { return w.recovery }
+
+// Dir returns the WAL's directory.
+func (w *WAL) Dir() string { return w.dir }
+
+// Close releases the files and the directory lock. It waits for a Save in
+// progress. Later calls fail with ErrClosed.
+func (w *WAL) Close() error {
+	w.writeMu.Lock()
+	defer w.writeMu.Unlock()
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return ErrClosed
+	}
+	w.closed = true
+	w.mu.Unlock()
+	return w.closeFiles()
+}
+
+// closeFiles closes every segment and releases the lock.
+func (w *WAL) closeFiles() error {
+	var errs []error
+	for _, s := range w.segs {
+		if s.f != nil {
+			errs = append(errs, s.f.Close())
+		}
+	}
+	w.segs = nil
+	if w.lock != nil {
+		errs = append(errs, w.lock.Close())
+		w.lock = nil
+	}
+	return errors.Join(errs...)
+}
+
+var _ raft.Storage = (*WAL)(nil)
