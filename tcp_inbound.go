@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"time"
 )
@@ -184,6 +183,11 @@ func (t *TCPTransport) readLoop(c net.Conn, fr *frameReader, h hello) {
 		}
 		c.SetReadDeadline(time.Now().Add(t.cfg.ReadTimeout))
 		version, kind, body, err := fr.next()
+		if err != nil && !isTimeout(err) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, ErrFrameTooLarge) {
+			// The frame had begun: whatever cut it (EOF, a reset), the
+			// peer sent a truncated frame.
+			err = fmt.Errorf("%w: truncated frame: %w", ErrMalformedFrame, err)
+		}
 		if err == nil {
 			err = decodeFrame(version, kind, body, &m, h.from)
 		}
@@ -224,7 +228,7 @@ func (t *TCPTransport) frameError(c net.Conn, h hello, err error) {
 	case isTimeout(err):
 		t.stats.readTimeouts.Add(1)
 		t.log.Warn("raft: tcp frame not received within ReadTimeout; closing", attrs...)
-	case errors.Is(err, ErrFrameTooLarge), errors.Is(err, ErrMalformedFrame), errors.Is(err, io.ErrUnexpectedEOF):
+	case errors.Is(err, ErrFrameTooLarge), errors.Is(err, ErrMalformedFrame):
 		t.stats.decodeErrors.Add(1)
 		t.log.Warn("raft: tcp bad frame; closing", attrs...)
 	default:
