@@ -116,7 +116,10 @@ func (t *TCPTransport) acceptHandshake(raw net.Conn) (net.Conn, *frameReader, he
 		}
 		c = tc
 	}
-	fr := &frameReader{r: bufio.NewReaderSize(c, readBufferSize), max: maxHandshakeFrame}
+	// A small reader until the peer is known: a flood of strangers costs
+	// little memory. The dialer waits for the ack before sending frames,
+	// so nothing may follow the hello in this buffer.
+	fr := &frameReader{r: bufio.NewReaderSize(c, 2*maxHandshakeFrame), max: maxHandshakeFrame}
 	version, kind, body, err := fr.next()
 	if err != nil {
 		return nil, nil, hello{}, fmt.Errorf("reading hello: %w", err)
@@ -128,6 +131,9 @@ func (t *TCPTransport) acceptHandshake(raw net.Conn) (net.Conn, *frameReader, he
 	}
 	if err == nil {
 		err = t.verifyIdentity(c, h.from)
+	}
+	if err == nil && fr.r.Buffered() != 0 {
+		err = refuse(ackMalformed, "%d bytes sent before the hello was answered", fr.r.Buffered())
 	}
 	var refused *HandshakeError
 	if errors.As(err, &refused) {
@@ -141,7 +147,7 @@ func (t *TCPTransport) acceptHandshake(raw net.Conn) (net.Conn, *frameReader, he
 		return nil, nil, hello{}, fmt.Errorf("answering hello: %w", err)
 	}
 	c.SetDeadline(time.Time{})
-	fr.max = t.cfg.MaxFrameSize
+	fr.r, fr.max = bufio.NewReaderSize(c, readBufferSize), t.cfg.MaxFrameSize
 	return c, fr, h, nil
 }
 
