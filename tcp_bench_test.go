@@ -28,6 +28,16 @@ func BenchmarkClusterPropose(b *testing.B) {
 				leader := c.nodes[c.waitLeader()]
 				c.propose("warm-up", 3)
 				benchPropose(b, leader, proposers)
+				// Drops explain latency tails: a dropped append costs a
+				// reject and a probe round trip.
+				var drops uint64
+				for _, id := range c.ids {
+					drops += c.nodes[id].Status().Metrics.SendDropped
+					if tr := c.trans[id]; tr != nil {
+						drops += tr.Stats().Dropped
+					}
+				}
+				b.ReportMetric(float64(drops), "drops")
 			})
 		}
 	}
