@@ -15,3 +15,6 @@ const (
 	bugTruncateOnStale   = false
 	plantedBugsAvailable = false
 )
+
+// bugHit is a no-op outside raftbugs builds.
+func bugHit(string) {}

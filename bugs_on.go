@@ -55,3 +55,17 @@ func PlantBug(name string) error {
 	*b = true
 	return nil
 }
+
+var bugHits = map[string]int{}
+
+// bugHit counts a planted bug's branch being taken, so a test can tell "not
+// found" from "never triggered".
+func bugHit(name string) { bugHits[name]++ }
+
+// PlantedBugHits returns how often each planted bug's branch ran, and resets
+// the counts. Not safe for concurrent use.
+func PlantedBugHits() map[string]int {
+	out := bugHits
+	bugHits = map[string]int{}
+	return out
+}

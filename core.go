@@ -290,6 +290,7 @@ func (c *core) step(m Message) {
 		}
 	case m.Term < c.term:
 		if bugStaleVotes && m.Type == MsgVoteResp && c.role == Candidate {
+			bugHit("stale-vote-count")
 			c.stepCandidate(m) // planted bug: a vote from an old term counts
 			return
 		}
@@ -353,8 +354,12 @@ func (c *core) takeReady() ready {
 		c.out.committed = ents
 	}
 	hs := c.hardState()
-	if (hs.Term != c.persistedHS.Term || hs.Vote != c.persistedHS.Vote) && !bugVoteNotPersisted {
-		c.out.syncHS = true
+	if hs.Term != c.persistedHS.Term || hs.Vote != c.persistedHS.Vote {
+		if bugVoteNotPersisted {
+			bugHit("vote-not-persisted")
+		} else {
+			c.out.syncHS = true
+		}
 	}
 	if hs != c.persistedHS {
 		c.out.hardState = hs

@@ -326,8 +326,7 @@ func (n *Node) ensureSender(id NodeID) {
 	}
 	s := newPeerSender(id, n.cfg.MaxInflightMsgs+16)
 	n.senders[id] = s
-	n.wg.Add(1)
-	go s.run(n.ctx, n.cfg.Transport, &n.wg, func(NodeID, error) { n.sendErrors.Add(1) })
+	s.start(n.ctx, n.cfg.Transport, &n.wg, func(NodeID, error) { n.sendErrors.Add(1) })
 }
 
 // latestConfiguration finds the last configuration entry in storage.

@@ -184,6 +184,11 @@ func (c *core) maybeCommit() {
 	if t, err := c.log.term(quorumMatch); err != nil || (t != c.term && !bugCommitOldTerm) {
 		return
 	}
+	if bugCommitOldTerm {
+		if t, _ := c.log.term(quorumMatch); t != c.term {
+			bugHit("commit-previous-term")
+		}
+	}
 	c.log.commitTo(quorumMatch)
 	c.reads.commitAdvanced(c)
 }
@@ -217,23 +222,25 @@ func (s *peerSender) enqueue(m Message) bool {
 	}
 }
 
-// run sends queued messages until ctx is cancelled, urgent lane first.
-func (s *peerSender) run(ctx context.Context, t Transport, wg *sync.WaitGroup, onErr func(NodeID, error)) {
+// start runs one goroutine per lane, so a transport that blocks on a full
+// bulk queue (a stalled peer) never holds up that peer's heartbeats and
+// votes. Both stop when ctx is cancelled.
+func (s *peerSender) start(ctx context.Context, t Transport, wg *sync.WaitGroup, onErr func(NodeID, error)) {
+	wg.Add(2)
+	go s.runLane(ctx, s.urgent, t, wg, onErr)
+	go s.runLane(ctx, s.bulk, t, wg, onErr)
+}
+
+func (s *peerSender) runLane(ctx context.Context, lane <-chan Message, t Transport, wg *sync.WaitGroup, onErr func(NodeID, error)) {
 	defer wg.Done()
 	for {
-		var m Message
 		select {
-		case m = <-s.urgent:
-		default:
-			select {
-			case m = <-s.urgent:
-			case m = <-s.bulk:
-			case <-ctx.Done():
-				return
+		case m := <-lane:
+			if err := t.Send(ctx, m); err != nil && ctx.Err() == nil {
+				onErr(s.id, err)
 			}
-		}
-		if err := t.Send(ctx, m); err != nil && ctx.Err() == nil {
-			onErr(s.id, err)
+		case <-ctx.Done():
+			return
 		}
 	}
 }

@@ -134,6 +134,7 @@ func pathKey(w http.ResponseWriter, r *http.Request) (string, bool) {
 // and returns false.
 func readBody(w http.ResponseWriter, r *http.Request, limit int64, what string) ([]byte, bool) {
 	if r.ContentLength > limit {
+		drainRejected(r.Body)
 		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("%s larger than %d bytes", what, limit))
 		return nil, false
 	}
@@ -141,6 +142,7 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64, what string) 
 	var tooBig *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooBig):
+		drainRejected(r.Body)
 		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("%s larger than %d bytes", what, limit))
 		return nil, false
 	case err != nil:
@@ -148,6 +150,16 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64, what string) 
 		return nil, false
 	}
 	return body, true
+}
+
+// maxDrain bounds how much of a rejected body is read and thrown away.
+const maxDrain = 4 << 20
+
+// drainRejected reads (a bounded amount of) a body we refused: net/http
+// itself drains only 256 KiB before closing, and a client still sending the
+// rest of a large value would see a connection reset instead of our 413.
+func drainRejected(body io.Reader) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(body, maxDrain))
 }
 
 // sessionHeaders reads the optional exactly-once headers into cmd, or

@@ -1,0 +1,207 @@
+package simtest
+
+import (
+	"bytes"
+	"fmt"
+	"hash/fnv"
+
+	"github.com/raftline/raft"
+)
+
+// checker holds what the invariants need across the whole run.
+type checker struct {
+	sim     *sim
+	leaders map[uint64]raft.NodeID
+	// committed[i] is the term of the entry committed at index i (any
+	// node's commit index counts).
+	committed []uint64
+	// appliedTerm and appliedHash record what was applied at each index.
+	appliedTerm []uint64
+	appliedHash []uint64
+	acked       []raft.Entry // entry positions acknowledged to clients
+	// progressAfterHeal: a client operation that started after the heal
+	// completed.
+	progressAfterHeal bool
+	sinceFull         int
+}
+
+// fullCheckEvery is how many steps pass between the O(log) checks.
+const fullCheckEvery = 64
+
+func (c *checker) fail(format string, args ...any) { c.sim.fail(fmt.Errorf(format, args...)) }
+
+// events checks Election Safety and Leader Completeness when a node takes
+// office.
+func (c *checker) events(n *simNode, evs []raft.Event) {
+	for _, e := range evs {
+		if e.Type != raft.EventRoleChanged || e.Role != raft.Leader {
+			continue
+		}
+		if c.leaders == nil {
+			c.leaders = map[uint64]raft.NodeID{}
+		}
+		if other, ok := c.leaders[e.Term]; ok && other != n.id {
+			c.fail("election safety: nodes %d and %d both lead term %d", other, n.id, e.Term)
+			return
+		}
+		c.leaders[e.Term] = n.id
+		for i := 1; i < len(c.committed); i++ {
+			t, err := n.core.Term(uint64(i))
+			if err != nil || t != c.committed[i] {
+				c.fail("leader completeness: node %d leads term %d without committed entry %d (term %d; has %d, %v)",
+					n.id, e.Term, i, c.committed[i], t, err)
+				return
+			}
+		}
+	}
+}
+
+// observeCommit checks the commit index never goes back and that what a
+// node commits agrees with what any node committed before.
+func (c *checker) observeCommit(n *simNode) {
+	if !n.up {
+		return
+	}
+	commit := n.core.Status().Commit
+	if commit < n.commit {
+		c.fail("node %d commit index went back from %d to %d", n.id, n.commit, commit)
+		return
+	}
+	if len(c.committed) == 0 {
+		c.committed = []uint64{0}
+	}
+	for i := n.commit + 1; i <= commit; i++ {
+		t, err := n.core.Term(i)
+		if err != nil {
+			c.fail("node %d committed %d but cannot read it: %v", n.id, i, err)
+			return
+		}
+		if i < uint64(len(c.committed)) {
+			if c.committed[i] != t {
+				c.fail("state machine safety: node %d committed term %d at %d, another node term %d", n.id, t, i, c.committed[i])
+				return
+			}
+			continue
+		}
+		c.committed = append(c.committed, t)
+	}
+	n.commit = commit
+}
+
+// applied checks an entry about to be applied: applied ≤ commit, and every
+// node applies the same entry at each index. It reports whether to go on.
+func (c *checker) applied(n *simNode, e raft.Entry, commit uint64) bool {
+	if e.Index > commit {
+		c.fail("node %d applies index %d past its commit index %d", n.id, e.Index, commit)
+		return false
+	}
+	if e.Index != n.applied+1 {
+		c.fail("node %d applies index %d after %d", n.id, e.Index, n.applied)
+		return false
+	}
+	h := fnv.New64a()
+	h.Write(e.Data)
+	sum := h.Sum64()
+	for uint64(len(c.appliedTerm)) <= e.Index {
+		c.appliedTerm = append(c.appliedTerm, 0)
+		c.appliedHash = append(c.appliedHash, 0)
+	}
+	if t := c.appliedTerm[e.Index]; t != 0 && (t != e.Term || c.appliedHash[e.Index] != sum) {
+		c.fail("state machine safety: node %d applies term %d at %d, another node applied term %d", n.id, e.Term, e.Index, t)
+		return false
+	}
+	c.appliedTerm[e.Index], c.appliedHash[e.Index] = e.Term, sum
+	return true
+}
+
+// ack records a write acknowledged to a client.
+func (c *checker) ack(e raft.Entry) {
+	c.acked = append(c.acked, raft.Entry{Index: e.Index, Term: e.Term})
+}
+
+func (c *checker) progress(op Op) {
+	if c.sim.healed && op.Call >= int64(c.sim.opts.HealAt) {
+		c.progressAfterHeal = true
+	}
+}
+
+// afterStep runs the periodic whole-log checks.
+func (c *checker) afterStep() {
+	c.sinceFull++
+	if c.sinceFull < fullCheckEvery {
+		return
+	}
+	c.sinceFull = 0
+	c.logMatching()
+	c.ackedDurable()
+}
+
+// logMatching checks Raft's Log Matching property between every pair of
+// running nodes: where two logs hold an entry of the same term at the same
+// index, they are identical up to there.
+func (c *checker) logMatching() {
+	var logs [][]raft.Entry
+	var ids []raft.NodeID
+	for _, n := range c.sim.nodes {
+		if !n.up {
+			continue
+		}
+		last := n.core.Status().LastIndex
+		ents, err := n.core.Entries(1, last+1)
+		if err != nil {
+			c.fail("node %d log unreadable: %v", n.id, err)
+			return
+		}
+		logs, ids = append(logs, ents), append(ids, n.id)
+	}
+	for a := range logs {
+		for b := a + 1; b < len(logs); b++ {
+			la, lb := logs[a], logs[b]
+			k := min(len(la), len(lb)) - 1
+			for k >= 0 && la[k].Term != lb[k].Term {
+				k--
+			}
+			for i := 0; i <= k; i++ {
+				if la[i].Term != lb[i].Term || la[i].Type != lb[i].Type || !bytes.Equal(la[i].Data, lb[i].Data) {
+					c.fail("log matching: nodes %d and %d agree at index %d (term %d) but differ at %d",
+						ids[a], ids[b], k+1, la[k].Term, i+1)
+					return
+				}
+			}
+		}
+	}
+}
+
+// ackedDurable checks no acknowledged write was lost: where the cluster
+// committed its index, it committed that very entry.
+func (c *checker) ackedDurable() {
+	for _, e := range c.acked {
+		if e.Index < uint64(len(c.committed)) && c.committed[e.Index] != e.Term {
+			c.fail("acknowledged write at %d (term %d) lost: index committed with term %d", e.Index, e.Term, c.committed[e.Index])
+			return
+		}
+	}
+}
+
+// liveness runs livenessBound after the heal.
+func (c *checker) liveness() {
+	leader := false
+	for _, n := range c.sim.nodes {
+		leader = leader || (n.up && n.core.Status().Role == raft.Leader)
+	}
+	if !leader || !c.progressAfterHeal {
+		c.fail("liveness: %v after healing, leader elected %v, client progress %v", livenessBound, leader, c.progressAfterHeal)
+	}
+}
+
+// final runs when the run ends.
+func (c *checker) final() {
+	c.logMatching()
+	c.ackedDurable()
+	for _, e := range c.acked {
+		if e.Index >= uint64(len(c.committed)) {
+			c.fail("acknowledged write at %d was never seen committed", e.Index)
+			return
+		}
+	}
+}

@@ -1,0 +1,135 @@
+package simtest
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/raftline/raft"
+)
+
+// Clients run one operation at a time in a closed loop: pick an operation,
+// send it to the node they believe leads, follow "not leader" answers, and
+// give up after clientTimeout, recording a write whose answer never came
+// as of unknown outcome.
+
+type simClient struct {
+	id      int
+	target  int // node index the client talks to
+	busy    bool
+	attempt int
+	op      Op
+}
+
+// reply is a node's answer to a client.
+type reply struct {
+	ok    bool
+	retry bool // definitely not executed: try again (at hint if known)
+	hint  raft.NodeID
+	out   Output
+}
+
+const clientLink = 500 * time.Microsecond
+
+func (s *sim) randomInput() Input {
+	key := fmt.Sprintf("k%d", s.rng.IntN(s.opts.Keys))
+	val := fmt.Sprintf("%d", s.rng.IntN(1000))
+	switch s.rng.IntN(4) {
+	case 0:
+		return Input{Kind: OpGet, Key: key}
+	case 1:
+		return Input{Kind: OpPut, Key: key, Value: val}
+	case 2:
+		return Input{Kind: OpAppend, Key: key, Value: val + ","}
+	default:
+		in := Input{Kind: OpCAS, Key: key, Value: val}
+		if s.rng.IntN(3) == 0 {
+			in.OldAbsent = true
+		} else {
+			in.Old = fmt.Sprintf("%d", s.rng.IntN(1000))
+		}
+		return in
+	}
+}
+
+func (s *sim) clientIssue(e *event) {
+	c := s.clients[e.client]
+	if c.busy {
+		return
+	}
+	c.busy = true
+	c.attempt++
+	c.op = Op{Client: c.id, Input: s.randomInput(), Call: s.now}
+	s.schedule(clientTimeout, event{kind: evClientTimeout, client: c.id, attempt: c.attempt})
+	s.schedule(clientLink, event{kind: evClientRequest, client: c.id, attempt: c.attempt, node: c.target})
+}
+
+// clientRequest is a request arriving at a node.
+func (s *sim) clientRequest(e *event) {
+	c := s.clients[e.client]
+	n := s.nodes[e.node]
+	if !c.busy || c.attempt != e.attempt || !n.up {
+		return
+	}
+	ref := clientRef{client: c.id, attempt: e.attempt}
+	if c.op.Input.Kind == OpGet {
+		n.nextRead++
+		n.reads[n.nextRead] = ref
+		n.core.ReadIndex(n.nextRead)
+		s.flush(e.node)
+		return
+	}
+	index, term, err := n.core.Propose(encodeInput(c.op.Input))
+	if err != nil {
+		s.replyToClient(e.node, ref, reply{retry: true, hint: n.core.Status().Leader})
+		return
+	}
+	ref.term = term
+	n.proposals[index] = ref
+	s.flush(e.node)
+}
+
+func (s *sim) replyToClient(node int, ref clientRef, r reply) {
+	s.schedule(clientLink, event{kind: evClientReply, client: ref.client, attempt: ref.attempt, node: node, reply: r})
+}
+
+func (s *sim) clientReply(e *event) {
+	c := s.clients[e.client]
+	if !c.busy || c.attempt != e.attempt {
+		return
+	}
+	r := e.reply
+	if r.retry {
+		// Nothing happened: ask the hinted leader, or the next node.
+		if r.hint != raft.None && int(r.hint) <= len(s.nodes) {
+			c.target = int(r.hint) - 1
+		} else {
+			c.target = (c.target + 1) % len(s.nodes)
+		}
+		s.schedule(clientLink+s.between(0, 20*time.Millisecond),
+			event{kind: evClientRequest, client: c.id, attempt: c.attempt, node: c.target})
+		return
+	}
+	c.op.Output, c.op.Return = r.out, s.now
+	c.target = e.node
+	s.history = append(s.history, c.op)
+	s.check.progress(c.op)
+	c.busy = false
+	s.schedule(s.between(0, 30*time.Millisecond), event{kind: evClientIssue, client: c.id})
+}
+
+func (s *sim) clientTimeout(e *event) {
+	c := s.clients[e.client]
+	if !c.busy || c.attempt != e.attempt {
+		return
+	}
+	if c.op.Input.Kind != OpGet {
+		// A write may have happened: record it as of unknown outcome. A
+		// read that never answered changed nothing and is dropped.
+		c.op.Unknown = true
+		s.history = append(s.history, c.op)
+	}
+	c.busy = false
+	c.attempt++
+	c.target = s.rng.IntN(len(s.nodes))
+	s.schedule(s.between(0, 30*time.Millisecond), event{kind: evClientIssue, client: c.id})
+}

@@ -1,0 +1,286 @@
+package simtest
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/raftline/raft"
+)
+
+// simNode is one server: a raft.Core, its durable storage, the writes its
+// disk has not finished, and its key-value state machine.
+type simNode struct {
+	id    raft.NodeID
+	up    bool
+	inc   int // incarnation: bumped by each crash, so stale timers die
+	core  *raft.Core
+	store *raft.MemoryStorage // what the disk durably holds
+	// writes are queued on the disk, not yet durable; they complete in
+	// order and a crash loses them.
+	writes   []pendingWrite
+	diskFree int64 // when the disk finishes its queue
+	kv       *kvStore
+	applied  uint64
+	commit   uint64 // highest commit index seen in this incarnation
+
+	proposals  map[uint64]clientRef // by log index
+	reads      map[uint64]clientRef // by read ID
+	readsReady []readWait
+	nextRead   uint64
+}
+
+// pendingWrite is one ready's persistence plus the messages that wait for it.
+type pendingWrite struct {
+	hs      raft.HardState
+	entries []raft.Entry
+	held    []raft.Message
+	sync    bool
+	done    int64
+}
+
+type clientRef struct {
+	client, attempt int
+	term            uint64
+}
+
+type readWait struct {
+	index uint64
+	ref   clientRef
+}
+
+func (s *sim) bootstrap() {
+	var conf raft.Configuration
+	for i := 1; i <= s.opts.Nodes; i++ {
+		conf.Servers = append(conf.Servers, raft.Server{ID: raft.NodeID(i)})
+	}
+	for i := 1; i <= s.opts.Nodes; i++ {
+		n := &simNode{id: raft.NodeID(i), store: raft.NewMemoryStorage()}
+		if err := raft.Bootstrap(n.store, conf); err != nil {
+			s.fail(err)
+			return
+		}
+		s.nodes = append(s.nodes, n)
+		s.boot(i - 1)
+	}
+}
+
+// boot starts node i from what its disk holds.
+func (s *sim) boot(i int) {
+	n := s.nodes[i]
+	core, err := raft.NewCore(raft.CoreConfig{
+		ID: n.id, ElectionTicks: electionTicks,
+		MaxInflightMsgs: s.window, MaxEntriesPerMsg: s.batch,
+		DisablePreVote: s.noPreVote, DisableCheckQuorum: s.noCheckQuorum,
+		Rand: rand.NewPCG(s.rng.Uint64(), s.rng.Uint64()),
+	}, n.store)
+	if err != nil {
+		s.fail(fmt.Errorf("node %d cannot restart: %w", n.id, err))
+		return
+	}
+	n.core, n.up = core, true
+	n.writes, n.diskFree = nil, s.now
+	n.kv, n.applied, n.commit = newKVStore(), 0, 0
+	n.proposals, n.reads, n.readsReady = map[uint64]clientRef{}, map[uint64]clientRef{}, nil
+	// Each incarnation's timers start at a random phase.
+	s.schedule(s.between(0, tickEvery), event{kind: evTickElection, node: i, inc: n.inc})
+	s.schedule(s.between(0, tickEvery), event{kind: evTickHeartbeat, node: i, inc: n.inc})
+	s.check.observeCommit(n)
+}
+
+// crash stops node i: its disk keeps what was durable (and, with torn
+// writes, part of the write in flight).
+func (s *sim) crash(i int) {
+	n := s.nodes[i]
+	if !n.up {
+		return
+	}
+	if s.opts.TornWrites && len(n.writes) > 0 && len(n.writes[0].entries) > 1 && s.rng.IntN(2) == 0 {
+		w := n.writes[0]
+		cut := 1 + s.rng.IntN(len(w.entries)-1)
+		if err := n.store.Save(raft.HardState{}, w.entries[:cut]); err != nil {
+			s.fail(fmt.Errorf("node %d torn write: %w", n.id, err))
+		}
+	}
+	n.up, n.core, n.writes = false, nil, nil
+	n.inc++
+	s.tracef("crash node %d", n.id)
+}
+
+func (s *sim) restart(i int) {
+	if !s.nodes[i].up {
+		s.tracef("restart node %d", s.nodes[i].id)
+		s.boot(i)
+		s.flush(i)
+	}
+}
+
+func (s *sim) tick(e *event) {
+	n := s.nodes[e.node]
+	if !n.up || n.inc != e.inc {
+		return
+	}
+	if e.kind == evTickElection {
+		n.core.TickElection()
+	} else {
+		n.core.TickHeartbeat()
+	}
+	s.flush(e.node)
+	s.schedule(tickEvery, event{kind: e.kind, node: e.node, inc: e.inc})
+}
+
+func (s *sim) deliver(e *event) {
+	n := s.nodes[e.node]
+	if !n.up {
+		return
+	}
+	n.core.Step(e.msg)
+	s.flush(e.node)
+}
+
+// flush carries out everything node i's core asks for, as Node does: a
+// changed term or vote is durable before any message leaves, appends are
+// acknowledged only once durable, and committed entries are applied.
+func (s *sim) flush(i int) {
+	n := s.nodes[i]
+	for n.up {
+		rd := n.core.Ready()
+		if readyEmpty(&rd) {
+			return
+		}
+		s.check.events(n, rd.Events)
+		held := rd.AfterPersist
+		if rd.MustSync || n.syncPending() {
+			held = append(append([]raft.Message(nil), rd.Messages...), held...)
+		} else {
+			for _, m := range rd.Messages {
+				s.send(m)
+			}
+		}
+		if rd.MustSync || len(rd.Entries) > 0 || len(held) > 0 || !rd.HardState.IsZero() {
+			s.queueWrite(n, i, pendingWrite{hs: rd.HardState, entries: rd.Entries, held: held, sync: rd.MustSync})
+		}
+		s.apply(i, rd.Committed)
+		s.readStates(i, rd.Reads)
+		s.check.observeCommit(n)
+	}
+}
+
+func readyEmpty(rd *raft.Ready) bool {
+	return rd.HardState.IsZero() && !rd.MustSync && len(rd.Entries) == 0 && len(rd.Messages) == 0 &&
+		len(rd.AfterPersist) == 0 && len(rd.Committed) == 0 && len(rd.Reads) == 0 &&
+		len(rd.Events) == 0 && !rd.ProposalsLost
+}
+
+func (n *simNode) syncPending() bool {
+	for i := range n.writes {
+		if n.writes[i].sync {
+			return true
+		}
+	}
+	return false
+}
+
+// queueWrite puts a write on node i's disk, which completes writes in order
+// after a latency with occasional long stalls.
+func (s *sim) queueWrite(n *simNode, i int, w pendingWrite) {
+	lat := s.between(500*time.Microsecond, 5*time.Millisecond)
+	if s.rng.IntN(10) == 0 {
+		lat = s.between(10*time.Millisecond, 100*time.Millisecond)
+	}
+	w.done = max(s.now, n.diskFree) + int64(lat)
+	n.diskFree = w.done
+	n.writes = append(n.writes, w)
+	s.schedule(time.Duration(w.done-s.now), event{kind: evDiskDone, node: i, inc: n.inc})
+}
+
+func (s *sim) diskDone(e *event) {
+	n := s.nodes[e.node]
+	if !n.up || n.inc != e.inc || len(n.writes) == 0 {
+		return
+	}
+	w := n.writes[0]
+	n.writes = n.writes[1:]
+	if err := n.store.Save(w.hs, w.entries); err != nil {
+		s.fail(fmt.Errorf("node %d disk: %w", n.id, err))
+		return
+	}
+	if k := len(w.entries); k > 0 {
+		n.core.Persisted(w.entries[k-1].Index, w.entries[k-1].Term)
+	}
+	for _, m := range w.held {
+		s.send(m)
+	}
+	s.flush(e.node)
+}
+
+// apply runs committed entries through the state machine and answers the
+// clients whose proposals they are.
+func (s *sim) apply(i int, ents []raft.Entry) {
+	n := s.nodes[i]
+	if len(ents) == 0 {
+		return
+	}
+	commit := n.core.Status().Commit
+	for _, e := range ents {
+		if !s.check.applied(n, e, commit) {
+			return
+		}
+		n.applied = e.Index
+		if e.Type != raft.EntryNormal {
+			continue
+		}
+		in, err := decodeInput(e.Data)
+		if err != nil {
+			s.fail(fmt.Errorf("node %d applied a malformed command at %d", n.id, e.Index))
+			return
+		}
+		out := n.kv.apply(in)
+		if ref, ok := n.proposals[e.Index]; ok {
+			delete(n.proposals, e.Index)
+			if ref.term == e.Term {
+				s.check.ack(e)
+				s.replyToClient(i, ref, reply{ok: true, out: out})
+			} else {
+				// Another leader's entry took the index: ours never ran.
+				s.replyToClient(i, ref, reply{retry: true})
+			}
+		}
+	}
+	n.core.Applied(n.applied)
+	s.releaseReads(i)
+}
+
+// readStates records confirmed reads (and answers lost ones).
+func (s *sim) readStates(i int, reads []raft.ReadState) {
+	n := s.nodes[i]
+	for _, r := range reads {
+		ref, ok := n.reads[r.ID]
+		if !ok {
+			continue
+		}
+		delete(n.reads, r.ID)
+		if r.Lost {
+			s.replyToClient(i, ref, reply{retry: true, hint: n.core.Status().Leader})
+			continue
+		}
+		n.readsReady = append(n.readsReady, readWait{index: r.Index, ref: ref})
+	}
+	s.releaseReads(i)
+}
+
+// releaseReads answers confirmed reads the state machine has caught up with.
+func (s *sim) releaseReads(i int) {
+	n := s.nodes[i]
+	kept := n.readsReady[:0]
+	for _, w := range n.readsReady {
+		if w.index > n.applied {
+			kept = append(kept, w)
+			continue
+		}
+		c := s.clients[w.ref.client]
+		out := n.kv.apply(Input{Kind: OpGet, Key: c.op.Input.Key})
+		s.replyToClient(i, w.ref, reply{ok: true, out: out})
+	}
+	n.readsReady = kept
+}
