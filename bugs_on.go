@@ -5,6 +5,7 @@ package raft
 import (
 	"fmt"
 	"slices"
+	"sync"
 )
 
 // With -tags raftbugs, classic Raft bugs can be planted one at a time so the
@@ -56,15 +57,24 @@ func PlantBug(name string) error {
 	return nil
 }
 
-var bugHits = map[string]int{}
+var (
+	bugHitsMu sync.Mutex
+	bugHits   = map[string]int{}
+)
 
 // bugHit counts a planted bug's branch being taken, so a test can tell "not
 // found" from "never triggered".
-func bugHit(name string) { bugHits[name]++ }
+func bugHit(name string) {
+	bugHitsMu.Lock()
+	bugHits[name]++
+	bugHitsMu.Unlock()
+}
 
 // PlantedBugHits returns how often each planted bug's branch ran, and resets
-// the counts. Not safe for concurrent use.
+// the counts.
 func PlantedBugHits() map[string]int {
+	bugHitsMu.Lock()
+	defer bugHitsMu.Unlock()
 	out := bugHits
 	bugHits = map[string]int{}
 	return out

@@ -15,6 +15,10 @@ var (
 	flagTrace = flag.Bool("sim.trace", false, "with -sim.seed, print the event trace")
 )
 
+// beforeSim, when set (by the raftbugs build's bugs_test.go), prepares a
+// TestSim run, e.g. planting the bug named by -sim.plant.
+var beforeSim func(t *testing.T)
+
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }

@@ -14,6 +14,9 @@ import (
 // trace). Each run must break no invariant and its client history must be
 // linearizable.
 func TestSim(t *testing.T) {
+	if beforeSim != nil {
+		beforeSim(t)
+	}
 	type job struct {
 		seed  uint64
 		nodes int
