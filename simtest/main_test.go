@@ -19,7 +19,17 @@ var (
 // TestSim run, e.g. planting the bug named by -sim.plant.
 var beforeSim func(t *testing.T)
 
+// shortRapidChecks is the property tests' case count in the normal run;
+// -rapid.checks=N on the command line is the long mode.
+const shortRapidChecks = "30"
+
 func TestMain(m *testing.M) {
+	flag.Parse()
+	explicit := false
+	flag.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "rapid.checks" })
+	if f := flag.Lookup("rapid.checks"); f != nil && !explicit {
+		_ = f.Value.Set(shortRapidChecks)
+	}
 	goleak.VerifyTestMain(m)
 }
 

@@ -14,7 +14,7 @@ import (
 // replays the failing case (-rapid.failfile=...); the failure message also
 // gives the schedule itself.
 
-const propertyHealAt = 12 * time.Second
+const propertyHealAt = 6 * time.Second
 
 func drawFault(nodes int) *rapid.Generator[Fault] {
 	return rapid.Custom(func(t *rapid.T) Fault {

@@ -88,12 +88,13 @@ func TestSim(t *testing.T) {
 
 func TestSimSameSeedReplaysIdentically(t *testing.T) {
 	for _, n := range []int{3, 5} {
-		a := Run(Options{Seed: 7, Nodes: n, TornWrites: true})
-		b := Run(Options{Seed: 7, Nodes: n, TornWrites: true})
+		opts := Options{Seed: 7, Nodes: n, TornWrites: true, Duration: 12 * time.Second}
+		a, b := Run(opts), Run(opts)
 		if a.Hash != b.Hash || a.Steps != b.Steps || len(a.History) != len(b.History) {
 			t.Fatalf("%d nodes, seed 7 twice: hash %x/%x, steps %d/%d", n, a.Hash, b.Hash, a.Steps, b.Steps)
 		}
-		c := Run(Options{Seed: 8, Nodes: n, TornWrites: true})
+		opts.Seed = 8
+		c := Run(opts)
 		if c.Hash == a.Hash {
 			t.Fatalf("%d nodes: seeds 7 and 8 gave the same trace hash: the seed does not reach the run", n)
 		}
