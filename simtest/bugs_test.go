@@ -22,7 +22,7 @@ var flagBugSeeds = flag.Int("sim.bugseeds", 300, "seeds to try per planted bug b
 
 // bugsFound are the planted bugs the simulator must find within the bound.
 // The others are planted too and searched for in TestPlantedBugsHard.
-var bugsFound = []string{"apply-past-commit", "no-prev-log-check", "truncate-on-stale-append"}
+var bugsFound = []string{"apply-past-commit", "no-prev-log-check", "truncate-on-stale-append", "vote-not-persisted"}
 
 func TestPlantedBugs(t *testing.T) {
 	for _, bug := range bugsFound {
@@ -42,9 +42,9 @@ func TestPlantedBugs(t *testing.T) {
 // asked to with -sim.hardbugs.
 func TestPlantedBugsHard(t *testing.T) {
 	if !*flagHardBugs {
-		t.Skip("run with -sim.hardbugs to search for commit-previous-term, stale-vote-count and vote-not-persisted")
+		t.Skip("run with -sim.hardbugs to search for commit-previous-term and stale-vote-count")
 	}
-	for _, bug := range []string{"commit-previous-term", "stale-vote-count", "vote-not-persisted"} {
+	for _, bug := range []string{"commit-previous-term", "stale-vote-count"} {
 		t.Run(bug, func(t *testing.T) {
 			r, tried := huntBug(t, bug, *flagBugSeeds)
 			if r == nil {

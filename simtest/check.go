@@ -70,6 +70,9 @@ func (c *checker) observeCommit(n *simNode) {
 	if len(c.committed) == 0 {
 		c.committed = []uint64{0}
 	}
+	if commit > n.commit && n.core.Status().Role == raft.Leader {
+		n.promised = true
+	}
 	for i := n.commit + 1; i <= commit; i++ {
 		t, err := n.core.Term(i)
 		if err != nil {

@@ -26,8 +26,10 @@ const (
 	FaultDrop
 	// FaultDuplicate delivers each message twice with probability Rate.
 	FaultDuplicate
-	// FaultSlow delays each message, with probability Rate, by 0.2 to 2 s:
-	// long reordering.
+	// FaultSlow holds back each reply (vote and append answers), with
+	// probability Rate, by 0.2 to 3 s: long reordering, as in the teaching
+	// suite. Answers outliving the request's term are how stale votes and
+	// stale acknowledgements arrive.
 	FaultSlow
 	// FaultChurn keeps crashing nodes (the leader half the time) every
 	// 20 to 300 ms and restarting them 5 to 200 ms later, as the Figure 8
@@ -38,11 +40,16 @@ const (
 	// handled an event, restarting it 1 to 50 ms later: every window
 	// between acting and persisting gets hit in proportion to activity.
 	FaultCrashPoints
+	// FaultCrashAfterPromise crashes a node, with probability Rate, right
+	// after it makes a promise others rely on (grants a vote, or as leader
+	// advances its commit index), restarting it 0.1 to 5 ms later: the
+	// moment a durability bug shows.
+	FaultCrashAfterPromise
 
 	faultKinds
 )
 
-var faultNames = [...]string{"partition", "one-way", "crash", "drop", "duplicate", "slow", "churn", "crash-points"}
+var faultNames = [...]string{"partition", "one-way", "crash", "drop", "duplicate", "slow", "churn", "crash-points", "crash-after-promise"}
 
 // Fault is one failure, active during [At, At+For).
 type Fault struct {
@@ -73,6 +80,8 @@ func (f Fault) String() string {
 		what = "churn"
 	case FaultCrashPoints:
 		what = fmt.Sprintf("crash-points %.3f", f.Rate)
+	case FaultCrashAfterPromise:
+		what = fmt.Sprintf("crash-after-promise %.2f", f.Rate)
 	default:
 		what = fmt.Sprintf("%s %.2f", faultNames[f.Kind], f.Rate)
 	}
@@ -118,6 +127,8 @@ func GenerateFaults(rng *rand.Rand, nodes int, healAt time.Duration) []Fault {
 			}
 		case FaultCrashPoints:
 			f.Rate = 0.002 + 0.02*rng.Float64()
+		case FaultCrashAfterPromise:
+			f.Rate = 0.05 + 0.45*rng.Float64()
 		default:
 			f.Rate = 0.05 + 0.45*rng.Float64()
 		}
@@ -143,6 +154,8 @@ type netState struct {
 	slowRate float64
 	// crashRate is the chance a node crashes right after handling an event.
 	crashRate float64
+	// promiseCrashRate is the chance a node crashes right after a promise.
+	promiseCrashRate float64
 }
 
 func newNetState(nodes int) netState {
@@ -179,12 +192,22 @@ func (s *sim) recompute() {
 			net.slowRate = max(net.slowRate, f.Rate)
 		case FaultCrashPoints:
 			net.crashRate = max(net.crashRate, f.Rate)
+		case FaultCrashAfterPromise:
+			net.promiseCrashRate = max(net.promiseCrashRate, f.Rate)
 		}
 	}
 	s.net = net
 }
 
 func validNode(n, nodes int) bool { return n >= 1 && n <= nodes }
+
+func isReply(t raft.MessageType) bool {
+	switch t {
+	case raft.MsgVoteResp, raft.MsgPreVoteResp, raft.MsgAppResp, raft.MsgHeartbeatResp:
+		return true
+	}
+	return false
+}
 
 // resolveLeaderTarget turns "whoever leads" into a node, when the fault
 // starts: the running node with the highest term that believes it leads
@@ -273,6 +296,15 @@ func (s *sim) crashActive(node int) bool {
 // maybeCrashPoint crashes node i after it handled an event, if crash points
 // are active and the dice say so.
 func (s *sim) maybeCrashPoint(i int) {
+	n := s.nodes[i]
+	if n.promised {
+		n.promised = false
+		if s.net.promiseCrashRate > 0 && n.up && !s.crashActive(i+1) && s.rng.Float64() < s.net.promiseCrashRate {
+			s.crash(i)
+			s.schedule(s.between(100*time.Microsecond, 5*time.Millisecond), event{kind: evRestart, node: i})
+			return
+		}
+	}
 	if s.net.crashRate == 0 || !s.nodes[i].up || s.rng.Float64() >= s.net.crashRate || s.crashActive(i+1) {
 		return
 	}
@@ -306,7 +338,7 @@ func (s *sim) send(m raft.Message) {
 	}
 	for range copies {
 		delay := s.between(time.Millisecond, 10*time.Millisecond)
-		if s.net.slowRate > 0 && s.rng.Float64() < s.net.slowRate {
+		if s.net.slowRate > 0 && isReply(m.Type) && s.rng.Float64() < s.net.slowRate {
 			delay = s.between(200*time.Millisecond, 3*time.Second)
 		}
 		s.schedule(delay, event{kind: evDeliver, node: to, msg: m})

@@ -28,6 +28,9 @@ type simNode struct {
 	reads      map[uint64]clientRef // by read ID
 	readsReady []readWait
 	nextRead   uint64
+	// promised: since its last event the node granted a vote or, as
+	// leader, advanced its commit index (see FaultCrashAfterPromise).
+	promised bool
 }
 
 // pendingWrite is one ready's persistence plus the messages that wait for it.
@@ -154,6 +157,7 @@ func (s *sim) flush(i int) {
 			held = append(append([]raft.Message(nil), rd.Messages...), held...)
 		} else {
 			for _, m := range rd.Messages {
+				n.promised = n.promised || (m.Type == raft.MsgVoteResp && !m.Reject)
 				s.send(m)
 			}
 		}
@@ -209,6 +213,7 @@ func (s *sim) diskDone(e *event) {
 		n.core.Persisted(w.entries[k-1].Index, w.entries[k-1].Term)
 	}
 	for _, m := range w.held {
+		n.promised = n.promised || (m.Type == raft.MsgVoteResp && !m.Reject)
 		s.send(m)
 	}
 	s.flush(e.node)

@@ -37,6 +37,8 @@ func drawFault(nodes int) *rapid.Generator[Fault] {
 		case FaultChurn:
 		case FaultCrashPoints:
 			f.Rate = float64(rapid.IntRange(1, 30).Draw(t, "permille")) / 1000
+		case FaultCrashAfterPromise:
+			f.Rate = float64(rapid.IntRange(5, 50).Draw(t, "percent")) / 100
 		default:
 			f.Rate = float64(rapid.IntRange(1, 60).Draw(t, "percent")) / 100
 		}
