@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/raftline/raft"
+	"github.com/raftline/raft/wal"
 )
 
 // This file wires one key-value node together — storage, transport, raft
@@ -25,9 +26,13 @@ type nodeConfig struct {
 	HTTPAddr string
 	// RaftAddr is the node's transport address (multi-process mode only).
 	RaftAddr string
+	// ClusterID is checked in every TCP handshake (multi-process mode
+	// only), so that nodes of two clusters sharing a network never talk.
+	ClusterID uint64
 	// Peers is the initial configuration, written to fresh storage.
 	Peers raft.Configuration
-	// DataDir is where durable storage will live; unused until the WAL.
+	// DataDir holds the node's WAL. Empty means memory, which only the
+	// single-process mode allows.
 	DataDir string
 	// Network is the in-memory network of the single-process mode; nil in
 	// multi-process mode.
@@ -39,42 +44,60 @@ type nodeConfig struct {
 	Logger         *slog.Logger
 }
 
-// errNeedTCP is why multi-process mode cannot run yet.
-var errNeedTCP = errors.New("multi-process mode needs the TCP transport (raft.NewTCPTransport), " +
-	"which is not in this build yet; run without flags for the single-process cluster")
+// errNeedData is why a node on a real network cannot keep its log in
+// memory. parseOptions already insists on --data; this guards startNode.
+var errNeedData = errors.New("multi-process mode needs a data directory (--data): " +
+	"a node that forgets its vote or its log on restart can break safety")
 
-// errNeedWAL is why multi-process mode cannot keep its log in memory.
-var errNeedWAL = errors.New("multi-process mode needs durable storage (package wal), " +
-	"which is not in this build yet: a node that forgets its vote on restart can break safety")
-
-// newTransport chooses how the node talks to its peers. It is the one place
-// to change when the TCP transport lands:
-//
-//	t, err := raft.NewTCPTransport(...cfg.ID, cfg.RaftAddr, cfg.Peers...)
-//	return t, t.Close, err
+// newTransport chooses how the node talks to its peers: the in-memory
+// network in single-process mode, TCP otherwise. The second result closes
+// it.
 func newTransport(cfg nodeConfig) (raft.Transport, func() error, error) {
 	if cfg.Network != nil {
 		// The in-memory network needs no closing: a node that stops simply
 		// stops reading its inbox.
 		return cfg.Network.Join(cfg.ID), func() error { return nil }, nil
 	}
-	return nil, nil, errNeedTCP
+	peers := make(map[raft.NodeID]string)
+	for _, s := range cfg.Peers.Servers {
+		if s.ID != cfg.ID {
+			peers[s.ID] = s.Address
+		}
+	}
+	t, err := raft.NewTCPTransport(raft.TCPConfig{
+		ID: cfg.ID, ClusterID: cfg.ClusterID, ListenAddr: cfg.RaftAddr, Peers: peers, Logger: cfg.Logger,
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("node %d: %w", cfg.ID, err)
+	}
+	return t, t.Close, nil
 }
 
-// newStorage chooses where the node keeps its log and hard state. It is the
-// one place to change when the WAL lands:
-//
-//	w, err := wal.Open(cfg.DataDir, wal.Options{})
-//	return w, w.Close, err
-//
-// Until then the single-process cluster keeps everything in memory, so its
-// state does not survive a restart (main says so at startup).
+// newStorage chooses where the node keeps its log and hard state: the WAL
+// in cfg.DataDir, or memory when there is none (single-process mode
+// without --data, whose state then does not survive a restart). The second
+// result closes it.
 func newStorage(cfg nodeConfig) (raft.Storage, func() error, error) {
-	if cfg.Network == nil {
-		return nil, nil, errNeedWAL
+	if cfg.DataDir == "" {
+		if cfg.Network == nil {
+			return nil, nil, errNeedData
+		}
+		return raft.NewMemoryStorage(), func() error { return nil }, nil
 	}
-	return raft.NewMemoryStorage(), func() error { return nil }, nil
+	// The WAL locks the directory, so a second process started by mistake
+	// on the same --data fails here instead of corrupting the log.
+	w, err := wal.Open(cfg.DataDir, wal.Options{SegmentSize: walSegmentSize, Logger: cfg.Logger})
+	if err != nil {
+		return nil, nil, fmt.Errorf("node %d: opening the WAL in %s: %w", cfg.ID, cfg.DataDir, err)
+	}
+	return w, w.Close, nil
 }
+
+// walSegmentSize is smaller than the WAL's 64 MiB default: each segment is
+// preallocated in full and read in full on recovery, and this example's
+// logs are small, so the default would cost a tutorial reader 64 MiB of
+// disk per node and a slower restart for nothing.
+const walSegmentSize = 4 << 20
 
 // kvNode is one running member of the key-value service.
 type kvNode struct {
@@ -84,6 +107,9 @@ type kvNode struct {
 	httpAddr string // the address the HTTP API is bound to
 	srv      *http.Server
 	logger   *slog.Logger
+	// recovered is true when the node started from existing storage
+	// rather than bootstrapping.
+	recovered bool
 
 	closeTransport func() error
 	closeStorage   func() error
@@ -102,20 +128,25 @@ func startNode(cfg nodeConfig) (_ *kvNode, err error) {
 			}
 		}
 	}()
-	transport, closeTransport, err := newTransport(cfg)
-	if err != nil {
-		return nil, err
-	}
-	cleanup = append(cleanup, closeTransport)
+	// Storage first: the WAL's directory lock is the cheapest way to find
+	// out that this --data is already in use, before taking any port.
 	storage, closeStorage, err := newStorage(cfg)
 	if err != nil {
 		return nil, err
 	}
 	cleanup = append(cleanup, closeStorage)
+	transport, closeTransport, err := newTransport(cfg)
+	if err != nil {
+		return nil, err
+	}
+	cleanup = append(cleanup, closeTransport)
 	// Every initial voter writes the same configuration into fresh storage.
-	// Storage that already holds a log keeps it: the log's configuration
-	// wins over --peers, as the spec says.
-	if err := raft.Bootstrap(storage, cfg.Peers); err != nil && !errors.Is(err, raft.ErrAlreadyBootstrapped) {
+	// Storage that already holds state keeps it: the node is recovering,
+	// and the log's configuration wins over --peers, as the spec says.
+	recovered := false
+	if err := raft.Bootstrap(storage, cfg.Peers); errors.Is(err, raft.ErrAlreadyBootstrapped) {
+		recovered = true
+	} else if err != nil {
 		return nil, fmt.Errorf("bootstrapping node %d: %w", cfg.ID, err)
 	}
 	// Listen before starting raft, so the real address (port 0 in tests) is
@@ -135,9 +166,12 @@ func startNode(cfg nodeConfig) (_ *kvNode, err error) {
 		return nil, err
 	}
 	n := &kvNode{
-		id: cfg.ID, raft: rn, sm: sm, httpAddr: ln.Addr().String(), logger: cfg.Logger,
+		id: cfg.ID, raft: rn, sm: sm, httpAddr: ln.Addr().String(), logger: cfg.Logger, recovered: recovered,
 		closeTransport: closeTransport, closeStorage: closeStorage,
 		served: make(chan struct{}),
+	}
+	if t, ok := transport.(*raft.TCPTransport); ok {
+		syncPeers(t, cfg, rn.Status().Config)
 	}
 	api := &server{id: cfg.ID, raft: rn, sm: sm, network: cfg.Network, timeout: cfg.RequestTimeout}
 	n.srv = &http.Server{
@@ -153,6 +187,35 @@ func startNode(cfg nodeConfig) (_ *kvNode, err error) {
 		}
 	}()
 	return n, nil
+}
+
+// syncPeers points the TCP transport at the members of conf, the
+// configuration the node recovered from its log, which wins over --peers
+// (the transport was built from those): a member missing from --peers gets
+// its address, and a --peers entry that is not a member is forgotten.
+func syncPeers(t *raft.TCPTransport, cfg nodeConfig, conf raft.Configuration) {
+	for _, s := range cfg.Peers.Servers {
+		if _, ok := conf.Server(s.ID); !ok && s.ID != cfg.ID {
+			t.RemovePeer(s.ID)
+		}
+	}
+	for _, s := range conf.Servers {
+		if s.ID == cfg.ID {
+			if s.Address != cfg.RaftAddr {
+				// The others dial what the log says, not what we listen on.
+				cfg.Logger.Warn("kvexample: --raft-addr differs from this node's address in the log; peers will dial the log's",
+					"id", cfg.ID, "raft_addr", cfg.RaftAddr, "log_addr", s.Address)
+			}
+			continue
+		}
+		if err := t.SetPeer(s.ID, s.Address); err != nil {
+			cfg.Logger.Warn("kvexample: cannot add peer to the transport", "id", cfg.ID, "peer", s.ID, "err", err)
+		}
+	}
+	if _, ok := conf.Server(cfg.ID); !ok {
+		cfg.Logger.Warn("kvexample: this node is not in the configuration in its log; is --data another node's?",
+			"id", cfg.ID, "voters", conf.Voters())
+	}
 }
 
 // URL is the base URL of the node's HTTP API.

@@ -7,9 +7,23 @@
 //
 //	go run ./kvexample
 //
+// Its state is in memory unless --data DIR is given: then each node keeps a
+// write-ahead log (package wal) in DIR/node1, DIR/node2, DIR/node3, and a
+// restart with the same --data recovers the cluster.
+//
 // With --id, --raft-addr, --http-addr, --peers and --data it runs one node
-// of a multi-process cluster (that mode needs the TCP transport and the
-// WAL; see newTransport and newStorage in cluster.go).
+// of a multi-process cluster, talking to its peers over the library's TCP
+// transport and keeping its log in a WAL in --data:
+//
+//	go build -o kvd ./kvexample
+//	./kvd --id 1 --raft-addr 127.0.0.1:7001 --http-addr 127.0.0.1:8001 \
+//	      --peers 1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003 --data /tmp/kvd1
+//
+// A node whose --data is empty bootstraps the cluster from --peers; one
+// whose --data holds a log recovers from it, and --peers is then only a
+// hint. Every node of one cluster must be given the same --cluster-id
+// (default 1): the TCP handshake refuses a peer from another cluster, so
+// two clusters sharing a network cannot mix up their messages.
 //
 // Files, in reading order: main.go (flags, startup, signals), cluster.go
 // (wiring a node together), server.go and handlers.go (the HTTP API),
@@ -29,6 +43,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -58,9 +73,16 @@ type options struct {
 	httpAddr string
 	peers    raft.Configuration
 	data     string
+	// clusterID is checked in every TCP handshake (multi-process mode).
+	clusterID uint64
 	// multi is true when any multi-process flag was given.
 	multi bool
 }
+
+// defaultClusterID is the --cluster-id of a node not given one. Any fixed
+// value works as long as every node of a cluster agrees; clusters that
+// share a network should each be given their own.
+const defaultClusterID = 1
 
 // localSize is the number of nodes in the single-process cluster.
 const localSize = 3
@@ -78,7 +100,8 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.raftAddr, "raft-addr", "", "multi-process mode: this node's raft address, host:port")
 	fs.StringVar(&o.httpAddr, "http-addr", "", "multi-process mode: this node's HTTP API address, host:port, as clients reach it")
 	fs.StringVar(&peers, "peers", "", "multi-process mode: initial voters, self included, as id=host:port,...")
-	fs.StringVar(&o.data, "data", "", "data directory (durable storage; in memory until the WAL lands)")
+	fs.StringVar(&o.data, "data", "", "data directory for the write-ahead log; single-process mode: optional, node i uses DIR/nodei")
+	fs.Uint64Var(&o.clusterID, "cluster-id", defaultClusterID, "multi-process mode: cluster ID, the same on every node; peers with another ID are refused")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -89,6 +112,9 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	o.multi = set["id"] || set["raft-addr"] || set["http-addr"] || set["peers"]
 	if !o.multi {
+		if set["cluster-id"] {
+			return o, errors.New("--cluster-id is for the multi-process mode (with --id, --raft-addr, --http-addr, --peers)")
+		}
 		if o.port < 0 || o.port > 65535-(localSize-1) {
 			return o, fmt.Errorf("--port %d out of range", o.port)
 		}
@@ -96,6 +122,9 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	}
 	if set["port"] {
 		return o, errors.New("--port is for the single-process mode; in multi-process mode use --http-addr")
+	}
+	if o.clusterID == 0 {
+		return o, errors.New("--cluster-id must be a positive integer")
 	}
 	o.id = raft.NodeID(id)
 	return o, validateMulti(&o, peers)
@@ -205,14 +234,24 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // runNode runs one node of a multi-process cluster until ctx ends.
 func runNode(ctx context.Context, o options, logger *slog.Logger, stdout io.Writer) error {
 	n, err := startNode(nodeConfig{
-		ID: o.id, HTTPAddr: o.httpAddr, RaftAddr: o.raftAddr, Peers: o.peers, DataDir: o.data,
+		ID: o.id, HTTPAddr: o.httpAddr, RaftAddr: o.raftAddr, ClusterID: o.clusterID, Peers: o.peers, DataDir: o.data,
 		ElectionTimeout: time.Second, RequestTimeout: 5 * time.Second, Logger: logger,
 	})
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "node %d: %s (raft %s, data %s)\n", o.id, n.URL(), o.raftAddr, o.data)
+	st := n.raft.Status()
+	fmt.Fprintf(stdout, "node %d: %s (raft %s, cluster %d, data %s)\n", o.id, n.URL(), o.raftAddr, o.clusterID, o.data)
+	if n.recovered {
+		fmt.Fprintf(stdout, "recovered from %s: log up to index %d, term %d, voters %v\n", o.data, st.LastIndex, st.Term, st.Config.Voters())
+	} else {
+		fmt.Fprintf(stdout, "bootstrapped a new cluster: voters %v\n", st.Config.Voters())
+	}
+	fmt.Fprintf(stdout, "try:\n  curl -L -X PUT --data-binary 'hello raft' %s/kv/greeting\n", n.URL())
+	fmt.Fprintf(stdout, "  curl -L %s/kv/greeting\n  curl %s/status\n", n.URL(), n.URL())
+	fmt.Fprintln(stdout, "Ctrl-C or SIGTERM stops the node.")
 	<-ctx.Done()
+	fmt.Fprintf(stdout, "node %d: shutting down\n", o.id)
 	return n.Close()
 }
 
@@ -221,7 +260,7 @@ func runLocal(ctx context.Context, o options, logger *slog.Logger, stdout io.Wri
 	c, err := startLocalCluster(localSize, "127.0.0.1", o.port, func(cfg *nodeConfig) {
 		cfg.Logger = logger
 		if o.data != "" {
-			cfg.DataDir = fmt.Sprintf("%s/node%d", o.data, cfg.ID)
+			cfg.DataDir = filepath.Join(o.data, fmt.Sprintf("node%d", cfg.ID))
 		}
 	})
 	if err != nil {
@@ -231,12 +270,16 @@ func runLocal(ctx context.Context, o options, logger *slog.Logger, stdout io.Wri
 	for _, n := range c.nodes {
 		fmt.Fprintf(stdout, "  node %d: %s\n", n.id, n.URL())
 	}
-	if o.data != "" {
-		fmt.Fprintf(stdout, "note: --data %s is accepted, but storage is still in memory until the WAL lands:\n", o.data)
-	} else {
+	switch {
+	case o.data == "":
 		fmt.Fprintln(stdout, "note: storage is in memory:")
+		fmt.Fprintln(stdout, "      the cluster's state does not survive a restart (--data DIR keeps it).")
+	case c.nodes[0].recovered:
+		fmt.Fprintf(stdout, "note: recovered the cluster's state from the logs under %s\n", o.data)
+	default:
+		fmt.Fprintf(stdout, "note: each node keeps a write-ahead log under %s/nodeN:\n", o.data)
+		fmt.Fprintln(stdout, "      run again with the same --data and the state is still there.")
 	}
-	fmt.Fprintln(stdout, "      the cluster's state does not survive a restart.")
 
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	leader, err := c.waitForLeader(wctx)

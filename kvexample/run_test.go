@@ -67,31 +67,128 @@ func TestRunPrintsAWorkingCurlLineAndExitsZeroWhenCancelled(t *testing.T) {
 	}
 }
 
-func TestRunWithDataSaysStateIsStillInMemory(t *testing.T) {
+// runInBackground starts run with args and returns its output and a
+// function that cancels it (what SIGINT does) and returns its exit code.
+func runInBackground(t *testing.T, args ...string) (stdout, stderr *syncBuffer, stop func() int) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	var stdout syncBuffer
-	exit := make(chan int)
-	go func() { exit <- run(ctx, []string{"--port", "0", "--data", t.TempDir()}, &stdout, io.Discard) }()
-	eventually(t, 10*time.Second, "the startup banner", func() bool {
-		return strings.Contains(stdout.String(), "Ctrl-C")
-	})
-	cancel()
-	if code := <-exit; code != 0 {
-		t.Fatalf("exit code %d", code)
+	stdout, stderr = &syncBuffer{}, &syncBuffer{}
+	exit := make(chan int, 1)
+	go func() { exit <- run(ctx, args, stdout, stderr) }()
+	stopped := false
+	stop = func() int {
+		t.Helper()
+		stopped = true
+		cancel()
+		select {
+		case code := <-exit:
+			return code
+		case <-time.After(15 * time.Second):
+			t.Fatalf("run %v did not return after cancellation", args)
+			return -1
+		}
 	}
-	if !strings.Contains(stdout.String(), "still in memory until the WAL lands") {
-		t.Errorf("output does not say --data is not durable yet:\n%s", stdout.String())
+	t.Cleanup(func() {
+		if !stopped {
+			stop()
+		}
+	})
+	return stdout, stderr, stop
+}
+
+// curlLines returns the URL and value of the PUT line and the URL of the
+// GET line that run printed.
+func curlLines(t *testing.T, out string) (putURL, value, getURL string) {
+	t.Helper()
+	put := regexp.MustCompile(`curl -L -X PUT --data-binary '([^']*)' (\S+)`).FindStringSubmatch(out)
+	get := regexp.MustCompile(`curl -L (http\S+)`).FindStringSubmatch(out)
+	if put == nil || get == nil {
+		t.Fatalf("no curl PUT and GET lines in:\n%s", out)
+	}
+	return put[2], put[1], get[1]
+}
+
+func TestRunWithDataKeepsTheClusterStateAcrossRestarts(t *testing.T) {
+	data := t.TempDir()
+	stdout, stderr, stop := runInBackground(t, "--port", "0", "--data", data)
+	eventually(t, 10*time.Second, "the startup banner", func() bool { return strings.Contains(stdout.String(), "Ctrl-C") })
+	if !strings.Contains(stdout.String(), "write-ahead log under "+data) {
+		t.Errorf("output does not say where the state is kept:\n%s", stdout.String())
+	}
+	putURL, value, _ := curlLines(t, stdout.String())
+	wantStatus(t, do(t, followRedirects, "PUT", putURL, value), http.StatusOK)
+	if code := stop(); code != 0 {
+		t.Fatalf("exit code %d, stderr:\n%s", code, stderr.String())
+	}
+
+	// Ports are chosen afresh (--port 0), so the URLs differ this time.
+	stdout, stderr, stop = runInBackground(t, "--port", "0", "--data", data)
+	eventually(t, 10*time.Second, "the startup banner", func() bool { return strings.Contains(stdout.String(), "Ctrl-C") })
+	if !strings.Contains(stdout.String(), "recovered the cluster's state") {
+		t.Errorf("output does not say the state was recovered:\n%s", stdout.String())
+	}
+	_, _, getURL := curlLines(t, stdout.String())
+	if r := do(t, followRedirects, "GET", getURL, ""); r.code != http.StatusOK || r.body != value {
+		t.Fatalf("after restart GET %s: %d %q, want %q", getURL, r.code, r.body, value)
+	}
+	if code := stop(); code != 0 {
+		t.Fatalf("exit code %d, stderr:\n%s", code, stderr.String())
 	}
 }
 
-func TestMultiProcessModeExplainsItNeedsTheTCPTransport(t *testing.T) {
+func TestMultiProcessModeBootstrapsThenRecoversFromItsDataDir(t *testing.T) {
+	addrs := freeAddrs(t, 2)
+	data := t.TempDir()
+	args := []string{"--id", "1", "--raft-addr", addrs[0], "--http-addr", addrs[1],
+		"--peers", "1=" + addrs[0], "--data", data, "--cluster-id", "42"}
+	stdout, stderr, stop := runInBackground(t, args...)
+	eventually(t, 10*time.Second, "the startup banner", func() bool { return strings.Contains(stdout.String(), "SIGTERM") })
+	if out := stdout.String(); !strings.Contains(out, "bootstrapped a new cluster: voters [1]") || !strings.Contains(out, "cluster 42") {
+		t.Errorf("first start does not report bootstrapping cluster 42:\n%s", out)
+	}
+	putURL, value, getURL := curlLines(t, stdout.String())
+	// A lone voter elects itself within a couple of election timeouts.
+	eventually(t, 10*time.Second, "the PUT to succeed", func() bool {
+		return do(t, followRedirects, "PUT", putURL, value).code == http.StatusOK
+	})
+	if code := stop(); code != 0 {
+		t.Fatalf("exit code %d, stderr:\n%s", code, stderr.String())
+	}
+
+	// --peers is only a hint now: the log's configuration wins.
+	args[7] = "1=" + addrs[0] + ",2=127.0.0.1:1"
+	stdout, stderr, stop = runInBackground(t, args...)
+	eventually(t, 10*time.Second, "the startup banner", func() bool { return strings.Contains(stdout.String(), "SIGTERM") })
+	if out := stdout.String(); !strings.Contains(out, "recovered from "+data) || !strings.Contains(out, "voters [1]") {
+		t.Errorf("restart does not report recovering the log's one-voter configuration:\n%s", out)
+	}
+	var r response
+	eventually(t, 10*time.Second, "the linearizable GET to succeed", func() bool {
+		r = do(t, followRedirects, "GET", getURL, "")
+		return r.code != http.StatusServiceUnavailable
+	})
+	if r.code != http.StatusOK || r.body != value {
+		t.Fatalf("after restart GET %s: %d %q, want %q", getURL, r.code, r.body, value)
+	}
+	if code := stop(); code != 0 {
+		t.Fatalf("exit code %d, stderr:\n%s", code, stderr.String())
+	}
+}
+
+func TestSecondNodeOnTheSameDataDirIsRefused(t *testing.T) {
+	addrs := freeAddrs(t, 4)
+	data := t.TempDir()
+	stdout, _, stop := runInBackground(t, "--id", "1", "--raft-addr", addrs[0], "--http-addr", addrs[1],
+		"--peers", "1="+addrs[0], "--data", data)
+	eventually(t, 10*time.Second, "the startup banner", func() bool { return strings.Contains(stdout.String(), "SIGTERM") })
 	var stderr bytes.Buffer
-	code := run(context.Background(), []string{
-		"--id", "1", "--raft-addr", "127.0.0.1:7001", "--http-addr", "127.0.0.1:8001",
-		"--peers", "1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003", "--data", t.TempDir(),
-	}, io.Discard, &stderr)
-	if code != 1 || !strings.Contains(stderr.String(), "needs the TCP transport") {
-		t.Fatalf("exit %d, stderr %q; want 1 and an explanation", code, stderr.String())
+	code := run(context.Background(), []string{"--id", "1", "--raft-addr", addrs[2], "--http-addr", addrs[3],
+		"--peers", "1=" + addrs[2], "--data", data}, io.Discard, &stderr)
+	if code != 1 || !strings.Contains(stderr.String(), "locked") {
+		t.Fatalf("second node on %s: exit %d, stderr %q; want 1 and a lock error", data, code, stderr.String())
+	}
+	if code := stop(); code != 0 {
+		t.Fatalf("first node's exit code %d", code)
 	}
 }
 
@@ -134,6 +231,8 @@ func TestInvalidFlagsAreRejectedWithExitCode2(t *testing.T) {
 		"duplicate peer id":      with("--peers", "2=10.0.0.2:7001,2=10.0.0.3:7001"),
 		"peer with bad port":     with("--peers", "2=10.0.0.2:http"),
 		"port in multi mode":     append(with("", ""), "--port", "9000"),
+		"zero cluster id":        append(with("", ""), "--cluster-id", "0"),
+		"cluster id alone":       {"--cluster-id", "7"},
 	}
 	for name, args := range cases {
 		if code := run(context.Background(), args, io.Discard, io.Discard); code != 2 {
