@@ -1,6 +1,7 @@
 package wal
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -228,6 +229,12 @@ func decodeSegmentHeader(p []byte) (segmentHeader, error) {
 }
 
 func allZero(b []byte) bool {
+	for len(b) >= len(zeroBlock) {
+		if !bytes.Equal(b[:len(zeroBlock)], zeroBlock[:]) {
+			return false
+		}
+		b = b[len(zeroBlock):]
+	}
 	for _, c := range b {
 		if c != 0 {
 			return false
@@ -235,3 +242,8 @@ func allZero(b []byte) bool {
 	}
 	return true
 }
+
+// zeroBlock lets zero checks of preallocated space compare whole blocks
+// (bytes.Equal is vectorized) instead of looping over every byte: recovery
+// scans up to a segment's full preallocated size.
+var zeroBlock [4096]byte

@@ -217,6 +217,9 @@ func isTorn(rest []byte, n int, err error) bool {
 // nonZeroExtent returns how far non-zero bytes reach into b.
 func nonZeroExtent(b []byte) int64 {
 	i := len(b)
+	for i >= len(zeroBlock) && bytes.Equal(b[i-len(zeroBlock):i], zeroBlock[:]) {
+		i -= len(zeroBlock)
+	}
 	for i > 0 && b[i-1] == 0 {
 		i--
 	}
