@@ -19,11 +19,3 @@ type StateMachine interface {
 	// StateSnapshot.
 	Restore(r io.Reader) error
 }
-
-// StateSnapshot is a point-in-time view of a StateMachine.
-type StateSnapshot interface {
-	// WriteTo writes the snapshot; it may run concurrently with Apply.
-	WriteTo(w io.Writer) (int64, error)
-	// Release frees the view; it is called once writing is done.
-	Release()
-}
