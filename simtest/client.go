@@ -1,7 +1,6 @@
 package simtest
 
 import (
-	"fmt"
 	"time"
 
 	"github.com/raftline/raft"
@@ -30,26 +29,7 @@ type reply struct {
 
 const clientLink = 500 * time.Microsecond
 
-func (s *sim) randomInput() Input {
-	key := fmt.Sprintf("k%d", s.rng.IntN(s.opts.Keys))
-	val := fmt.Sprintf("%d", s.rng.IntN(1000))
-	switch s.rng.IntN(4) {
-	case 0:
-		return Input{Kind: OpGet, Key: key}
-	case 1:
-		return Input{Kind: OpPut, Key: key, Value: val}
-	case 2:
-		return Input{Kind: OpAppend, Key: key, Value: val + ","}
-	default:
-		in := Input{Kind: OpCAS, Key: key, Value: val}
-		if s.rng.IntN(3) == 0 {
-			in.OldAbsent = true
-		} else {
-			in.Old = fmt.Sprintf("%d", s.rng.IntN(1000))
-		}
-		return in
-	}
-}
+func (s *sim) randomInput() Input { return randomInput(s.rng, s.opts.Keys) }
 
 func (s *sim) clientIssue(e *event) {
 	c := s.clients[e.client]

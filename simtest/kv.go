@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 )
 
 // OpKind is a client operation of the key-value workload.
@@ -103,6 +104,28 @@ func decodeInput(b []byte) (Input, error) {
 	}
 	in.Key, in.Value, in.Old = fields[0], fields[1], fields[2]
 	return in, nil
+}
+
+// randomInput draws one operation of the workload over keys k0..k(keys-1).
+func randomInput(rng *rand.Rand, keys int) Input {
+	key := fmt.Sprintf("k%d", rng.IntN(keys))
+	val := fmt.Sprint(rng.IntN(1000))
+	switch rng.IntN(4) {
+	case 0:
+		return Input{Kind: OpGet, Key: key}
+	case 1:
+		return Input{Kind: OpPut, Key: key, Value: val}
+	case 2:
+		return Input{Kind: OpAppend, Key: key, Value: val + ","}
+	default:
+		in := Input{Kind: OpCAS, Key: key, Value: val}
+		if rng.IntN(3) == 0 {
+			in.OldAbsent = true
+		} else {
+			in.Old = fmt.Sprint(rng.IntN(1000))
+		}
+		return in
+	}
 }
 
 // kvStore is the replicated state machine each simulated node applies.

@@ -288,7 +288,7 @@ func soakClient(c *soakCluster, id int, seed uint64, stop <-chan struct{}) []Op 
 			return ops
 		case <-time.After(time.Duration(50+rng.IntN(250)) * time.Millisecond):
 		}
-		in := soakInput(rng)
+		in := randomInput(rng, 4)
 		op := Op{Client: id, Input: in, Call: time.Now().UnixNano()}
 		done := false
 		for attempt := 0; attempt < 5 && !done; attempt++ {
@@ -346,21 +346,6 @@ func soakDo(n *raft.Node, sm *soakSM, in Input) (Output, error) {
 		return Output{}, errors.New("state machine returned no output")
 	}
 	return out, nil
-}
-
-func soakInput(rng *rand.Rand) Input {
-	key := fmt.Sprintf("k%d", rng.IntN(4))
-	val := fmt.Sprint(rng.IntN(1000))
-	switch rng.IntN(4) {
-	case 0:
-		return Input{Kind: OpGet, Key: key}
-	case 1:
-		return Input{Kind: OpPut, Key: key, Value: val}
-	case 2:
-		return Input{Kind: OpAppend, Key: key, Value: val + ","}
-	default:
-		return Input{Kind: OpCAS, Key: key, Value: val, Old: fmt.Sprint(rng.IntN(1000)), OldAbsent: rng.IntN(3) == 0}
-	}
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
