@@ -3,6 +3,7 @@ package raft
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -271,4 +272,66 @@ func TestConfigValidation(t *testing.T) {
 			}
 		})
 	}
+}
+
+// flakyStorage is a MemoryStorage whose Save starts failing on demand, as a
+// full or broken disk would.
+type flakyStorage struct {
+	*MemoryStorage
+	broken atomic.Bool
+}
+
+var errDiskFull = errors.New("no space left on device")
+
+func (s *flakyStorage) Save(hs HardState, ents []Entry) error {
+	if s.broken.Load() {
+		return errDiskFull
+	}
+	return s.MemoryStorage.Save(hs, ents)
+}
+
+func TestStorageFailureStopsTheNodeAndAcknowledgesNothing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		// Every node's disk can break; the leader's will.
+		disks := map[NodeID]*flakyStorage{}
+		events := make(chan Event, 64)
+		c := newCluster(t, 3, func(cfg *Config) {
+			d := &flakyStorage{MemoryStorage: cfg.Storage.(*MemoryStorage)}
+			disks[cfg.ID] = d
+			cfg.Storage = d
+		})
+		for _, id := range c.ids {
+			c.nodes[id].Subscribe(events)
+		}
+		leader := c.checkOneLeader()
+		n := c.nodes[leader]
+		flaky := disks[leader]
+		before := c.sms[leader].commands()
+		flaky.broken.Store(true)
+		res, err := n.Propose(context.Background(), []byte("after-failure"))
+		if err == nil {
+			t.Fatalf("proposal acknowledged at %d by a node whose disk fails", res.Index)
+		}
+		time.Sleep(electionTimeout)
+		st := n.Status()
+		if !errors.Is(st.Err, ErrStorageFailed) || !errors.Is(st.Err, errDiskFull) {
+			t.Fatalf("Status.Err = %v, want ErrStorageFailed wrapping the disk error", st.Err)
+		}
+		if _, err := n.Propose(context.Background(), []byte("later")); !errors.Is(err, ErrStorageFailed) {
+			t.Fatalf("proposal to a failed node: %v, want ErrStorageFailed", err)
+		}
+		sawFailed := false
+		for len(events) > 0 {
+			sawFailed = sawFailed || (<-events).Type == EventFailed
+		}
+		if !sawFailed {
+			t.Fatal("no EventFailed delivered")
+		}
+		if got := c.sms[leader].commands(); len(got) != len(before) {
+			t.Fatalf("failed node applied %d more commands", len(got)-len(before))
+		}
+		// The rest of the cluster carries on without it.
+		c.crash(leader)
+		c.one("survivors", 2)
+	})
 }

@@ -19,6 +19,10 @@ const (
 	EventPeerUnreachable
 	// EventPeerReachable: an unreachable Peer answered again.
 	EventPeerReachable
+	// EventFailed: the node stopped taking part because its storage failed
+	// (or a log invariant broke); Status.Err says why. It acknowledges
+	// nothing more and must be restarted once the cause is fixed.
+	EventFailed
 )
 
 // String returns the event type's name.
@@ -32,6 +36,8 @@ func (t EventType) String() string {
 		return "peer-unreachable"
 	case EventPeerReachable:
 		return "peer-reachable"
+	case EventFailed:
+		return "failed"
 	}
 	return fmt.Sprintf("EventType(%d)", uint8(t))
 }
@@ -54,6 +60,8 @@ func (e Event) String() string {
 		return fmt.Sprintf("node %d: leader is %d (term %d)", e.Node, e.Leader, e.Term)
 	case EventRoleChanged:
 		return fmt.Sprintf("node %d: became %s (term %d)", e.Node, e.Role, e.Term)
+	case EventFailed:
+		return fmt.Sprintf("node %d: failed (term %d)", e.Node, e.Term)
 	default:
 		return fmt.Sprintf("node %d: %s %d (term %d)", e.Node, e.Type, e.Peer, e.Term)
 	}

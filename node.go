@@ -128,7 +128,7 @@ func (n *Node) notLeader() error {
 
 // dispatch carries out a ready. It returns false if the node is shutting down.
 func (n *Node) dispatch(rd ready) bool {
-	if rd.empty() {
+	if rd.empty() && (n.core.failed == nil || n.failureReported) {
 		return true
 	}
 	if rd.syncHS || len(rd.entries) > 0 || len(rd.afterPersist) > 0 {
@@ -257,6 +257,11 @@ func (n *Node) publish(rd ready) {
 	for _, e := range rd.peerEvents {
 		e.Node = n.cfg.ID
 		n.subs.publish(e)
+	}
+	if c.failed != nil && !n.failureReported {
+		n.failureReported = true
+		n.cfg.Logger.Error("raft: node failed", "id", n.cfg.ID, "err", c.failed)
+		n.subs.publish(Event{Type: EventFailed, Node: n.cfg.ID, Term: c.term})
 	}
 }
 

@@ -231,6 +231,8 @@ type Node struct {
 	readsApplied []*readWaiter // confirmed, waiting for applied ≥ index
 	nextReadID   uint64
 	propBatch    []*proposal
+	// failureReported: EventFailed went out.
+	failureReported bool
 }
 
 // logPosition is a (index, term) pair naming the end of a durable log.
