@@ -11,12 +11,13 @@ import (
 // With -tags raftbugs, classic Raft bugs can be planted one at a time so the
 // simulator can prove it finds them. Never built into a normal binary.
 var (
-	bugStaleVotes       bool
-	bugCommitOldTerm    bool
-	bugVoteNotPersisted bool
-	bugNoPrevLogCheck   bool
-	bugApplyPastCommit  bool
-	bugTruncateOnStale  bool
+	bugStaleVotes          bool
+	bugCommitOldTerm       bool
+	bugVoteNotPersisted    bool
+	bugNoPrevLogCheck      bool
+	bugApplyPastCommit     bool
+	bugTruncateOnStale     bool
+	bugVoteWithoutLogCheck bool
 )
 
 const plantedBugsAvailable = true
@@ -28,6 +29,7 @@ var plantedBugs = map[string]*bool{
 	"no-prev-log-check":        &bugNoPrevLogCheck,
 	"apply-past-commit":        &bugApplyPastCommit,
 	"truncate-on-stale-append": &bugTruncateOnStale,
+	"vote-without-log-check":   &bugVoteWithoutLogCheck,
 }
 
 // PlantedBugs lists the bugs PlantBug accepts.

@@ -22,7 +22,8 @@ var flagBugSeeds = flag.Int("sim.bugseeds", 300, "seeds to try per planted bug b
 
 // bugsFound are the planted bugs the simulator must find within the bound.
 // The others are planted too and searched for in TestPlantedBugsHard.
-var bugsFound = []string{"apply-past-commit", "no-prev-log-check", "truncate-on-stale-append", "vote-not-persisted"}
+var bugsFound = []string{"apply-past-commit", "no-prev-log-check", "truncate-on-stale-append",
+	"vote-not-persisted", "vote-without-log-check"}
 
 func TestPlantedBugs(t *testing.T) {
 	for _, bug := range bugsFound {
