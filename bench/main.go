@@ -223,9 +223,13 @@ func (r *runOutcome) report(f flags) {
 		bytesPerOp = float64(a.allocBytes-b.allocBytes) / n
 		objsPerOp = float64(a.allocObjs-b.allocObjs) / n
 	}
-	logf("window: %d GC cycles, GC ~%.1f%% of Go CPU, %.0f B and %.1f allocs per op (client's command included), process used %.2f CPU-s of %.1f",
+	cpuPerOp := 0.0
+	if r.res.Ops > 0 {
+		cpuPerOp = 1e6 * (a.procCPU - b.procCPU) / float64(r.res.Ops)
+	}
+	logf("window: %d GC cycles, GC ~%.1f%% of Go CPU, %.0f B and %.1f allocs per op (client's command included), process used %.2f CPU-s of %.1f (%.1f µs CPU per op)",
 		a.cycles-b.cycles, 100*gcFrac, bytesPerOp, objsPerOp, a.procCPU-b.procCPU,
-		f.duration.Seconds()*float64(runtime.GOMAXPROCS(0)))
+		f.duration.Seconds()*float64(runtime.GOMAXPROCS(0)), cpuPerOp)
 	logf("leader term: %d at window start, %d at end; leader changes seen during window: %d; messages dropped: %d",
 		r.termBefore, r.termEnd, r.elections, r.drops)
 	if e := r.warmErrs + r.res.Errors; e > 0 {
