@@ -1,6 +1,7 @@
 package raft
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 )
@@ -198,7 +199,9 @@ func (n *Node) dispatch(rd ready) bool {
 	if rd.empty() {
 		return true
 	}
-	if rd.syncHS || len(rd.entries) > 0 || len(rd.afterPersist) > 0 {
+	if n.inlineSave {
+		n.saveInline(&rd)
+	} else if rd.syncHS || len(rd.entries) > 0 || len(rd.afterPersist) > 0 {
 		b := &writeBatch{hs: rd.hardState, entries: rd.entries, after: rd.afterPersist}
 		if rd.syncHS {
 			// A new term or vote must be durable before any message
@@ -242,9 +245,42 @@ func (n *Node) dispatch(rd ready) bool {
 	return true
 }
 
-// send hands m to its peer's sender without blocking.
+// saveInline persists a ready on the owner goroutine, before any of its
+// messages leave, and reports it the way the appender would: the next
+// round takes the report without a goroutine hand-off. Only for storage
+// whose Save is cheap (MemoryStorage).
+func (n *Node) saveInline(rd *ready) {
+	if !rd.syncHS && len(rd.entries) == 0 && len(rd.afterPersist) == 0 {
+		return
+	}
+	n.persistMu.Lock()
+	err := n.persistErr
+	n.persistMu.Unlock()
+	if err == nil && (len(rd.entries) > 0 || !rd.hardState.IsZero()) {
+		err = n.cfg.Storage.Save(rd.hardState, rd.entries)
+	}
+	if err != nil {
+		n.core.fail(fmt.Errorf("%w: %w", ErrStorageFailed, err))
+		rd.messages = nil
+	} else {
+		for i := range rd.afterPersist {
+			n.send(rd.afterPersist[i])
+		}
+	}
+	n.reportPersisted(rd.entries, err)
+}
+
+// send hands m to its peer's sender, or the transport, without blocking.
 func (n *Node) send(m Message) {
 	m.Group = n.cfg.Group
+	if n.direct != nil {
+		if err := n.direct.trySend(m); errors.Is(err, errLaneFull) {
+			n.sendDropped.Add(1)
+		} else if err != nil {
+			n.sendErrors.Add(1)
+		}
+		return
+	}
 	n.sendersMu.RLock()
 	s := n.senders[m.To]
 	n.sendersMu.RUnlock()
