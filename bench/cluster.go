@@ -47,6 +47,7 @@ type options struct {
 // cluster is an in-process raftline cluster.
 type cluster struct {
 	nodes   []*raft.Node
+	stores  []raft.Storage
 	closers []func() error
 	leader  atomic.Pointer[raft.Node]
 
@@ -90,6 +91,7 @@ func newCluster(o options) (c *cluster, err error) {
 			return c, err
 		}
 		c.nodes = append(c.nodes, n)
+		c.stores = append(c.stores, store)
 		c.closers = append(c.closers, n.Close)
 		c.unsub = append(c.unsub, n.Subscribe(c.events))
 	}
@@ -226,6 +228,39 @@ func (c *cluster) dropped() uint64 {
 		d += m.SendDropped + m.SendErrors
 	}
 	return d
+}
+
+// compactLoop does what an application that snapshots does to bound its
+// log: every interval it compacts each node's log to trailing entries
+// behind the lowest index every node has applied (the leader's view of its
+// peers' matches bounds it too, so no peer ever needs a compacted entry).
+// The state machine's state is trivially "safe elsewhere" here.
+func (c *cluster) compactLoop(trailing uint64, every time.Duration, stop <-chan struct{}) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		low := ^uint64(0)
+		for _, n := range c.nodes {
+			st := n.Status()
+			low = min(low, st.Applied)
+			for _, p := range st.Peers {
+				low = min(low, p.Match)
+			}
+		}
+		if low <= trailing {
+			continue
+		}
+		for _, s := range c.stores {
+			if first, err := s.FirstIndex(); err == nil && low-trailing >= first {
+				s.Compact(low - trailing)
+			}
+		}
+	}
 }
 
 // close stops nodes first, then transports and logs, in creation order.

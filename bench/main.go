@@ -54,6 +54,7 @@ type flags struct {
 	opTimeout  time.Duration
 	cpuprofile string
 	memprofile string
+	trailing   uint64
 }
 
 func parseFlags() flags {
@@ -68,6 +69,7 @@ func parseFlags() flags {
 	flag.DurationVar(&f.opTimeout, "op-timeout", 10*time.Second, "deadline of each proposal")
 	flag.StringVar(&f.cpuprofile, "cpuprofile", "", "write a CPU profile of the measured window to this file")
 	flag.StringVar(&f.memprofile, "memprofile", "", "write an allocation profile at the end to this file")
+	flag.Uint64Var(&f.trailing, "trailing", 10000, "durable: compact each log to this many entries behind the lowest applied index, as an application that snapshots would (0: never)")
 	flag.Parse()
 	switch {
 	case f.nodes != 3 && f.nodes != 5:
@@ -97,7 +99,17 @@ func main() {
 	}
 	logf("cluster up in %v (go %s, GOMAXPROCS %d)", time.Since(setup).Round(time.Millisecond), runtime.Version(), runtime.GOMAXPROCS(0))
 
+	stopCompact := make(chan struct{})
+	compactDone := make(chan struct{})
+	go func() {
+		defer close(compactDone)
+		if f.durable && f.trailing > 0 {
+			c.compactLoop(f.trailing, 250*time.Millisecond, stopCompact)
+		}
+	}()
 	r := run(c, f)
+	close(stopCompact)
+	<-compactDone
 
 	heapPeak := sampler.stop()
 	if err := c.close(); err != nil {
