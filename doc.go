@@ -29,9 +29,16 @@
 //     channel (capacity 10);
 //   - the log appender (appender.go) drains the logEntries channel
 //     (capacity 64) and turns everything queued into one Storage.Save, so
-//     concurrent proposals share a write and an fsync (group commit);
+//     concurrent proposals share a write and an fsync (group commit); with
+//     a MemoryStorage, whose Save is a cheap in-memory append, the owner
+//     saves inline instead and reports to itself, keeping the same order:
+//     durable before any message of the ready leaves;
 //   - one sender per peer (replication.go) delivers messages on two lanes,
-//     so heartbeats and votes never wait behind a large append;
+//     so heartbeats and votes never wait behind a large append; the
+//     in-memory Network and the TCP transport never block a sender and
+//     keep such lanes themselves, so with them the owner (and the
+//     appender, for acknowledgements) hands messages to the transport
+//     directly, saving a goroutine hand-off per message;
 //   - the applier (apply.go) drains applyCh (capacity 128), applies entries
 //     in order and hands each proposal its result.
 //

@@ -1,6 +1,7 @@
 package raft
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 )
@@ -37,9 +38,8 @@ func (n *Node) run() {
 // returns false only on shutdown; without, it returns false when nothing is
 // queued.
 func (n *Node) handleOne(recv <-chan Message, wait bool) bool {
-	var idle chan struct{} // nil: blocks forever in select
 	if !wait {
-		idle = closedChan
+		return n.pollOne(recv)
 	}
 	select {
 	case <-n.ctx.Done():
@@ -49,34 +49,102 @@ func (n *Node) handleOne(recv <-chan Message, wait bool) bool {
 	case p := <-n.propc:
 		n.propose(p)
 	case w := <-n.readc:
-		n.nextReadID++
-		w.id = n.nextReadID
-		n.readWaiters[w.id] = w
-		n.core.readIndex(w.id)
+		n.read(w)
 	case <-n.electionTicks:
 		n.core.tickElection()
 	case <-n.heartbeats:
 		n.core.tickHeartbeat()
 	case <-n.persistNotify:
-		n.persistMu.Lock()
-		at, err := n.persistedAt, n.persistErr
-		n.persistMu.Unlock()
-		if err != nil {
-			n.core.fail(fmt.Errorf("%w: %w", ErrStorageFailed, err))
-		}
-		n.core.persisted(at.index, at.term)
+		n.takePersisted()
 	case <-n.appliedNotify:
-		n.core.appliedTo(n.applied.Load())
-		n.releaseReads()
+		n.takeApplied()
 	case reply := <-n.statusc:
 		reply <- n.status()
-	case <-idle:
-		return false
 	}
 	return true
 }
 
-var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+// pollOne takes one queued event, if any, without blocking. It polls each
+// channel on its own rather than in one select: a one-case select with a
+// default does not lock an empty channel, while a many-case select locks
+// every channel in it, some shared with hundreds of waiting callers, and
+// the owner polls up to maxEventsPerRound times per round.
+func (n *Node) pollOne(recv <-chan Message) bool {
+	select {
+	case <-n.persistNotify:
+		n.takePersisted()
+		return true
+	default:
+	}
+	select {
+	case <-n.appliedNotify:
+		n.takeApplied()
+		return true
+	default:
+	}
+	select {
+	case m := <-recv:
+		n.receive(m)
+		return true
+	default:
+	}
+	select {
+	case p := <-n.propc:
+		n.propose(p)
+		return true
+	default:
+	}
+	select {
+	case w := <-n.readc:
+		n.read(w)
+		return true
+	default:
+	}
+	select {
+	case <-n.heartbeats:
+		n.core.tickHeartbeat()
+		return true
+	default:
+	}
+	select {
+	case <-n.electionTicks:
+		n.core.tickElection()
+		return true
+	default:
+	}
+	select {
+	case reply := <-n.statusc:
+		reply <- n.status()
+		return true
+	default:
+	}
+	return false
+}
+
+// read registers a ReadIndex call with the core.
+func (n *Node) read(w *readWaiter) {
+	n.nextReadID++
+	w.id = n.nextReadID
+	n.readWaiters[w.id] = w
+	n.core.readIndex(w.id)
+}
+
+// takePersisted tells the core how far the log is durable.
+func (n *Node) takePersisted() {
+	n.persistMu.Lock()
+	at, err := n.persistedAt, n.persistErr
+	n.persistMu.Unlock()
+	if err != nil {
+		n.core.fail(fmt.Errorf("%w: %w", ErrStorageFailed, err))
+	}
+	n.core.persisted(at.index, at.term)
+}
+
+// takeApplied tells the core how far the state machine got.
+func (n *Node) takeApplied() {
+	n.core.appliedTo(n.applied.Load())
+	n.releaseReads()
+}
 
 // receive checks a message's envelope before the core sees it.
 func (n *Node) receive(m Message) {
@@ -131,7 +199,9 @@ func (n *Node) dispatch(rd ready) bool {
 	if rd.empty() && (n.core.failed == nil || n.failureReported) {
 		return true
 	}
-	if rd.syncHS || len(rd.entries) > 0 || len(rd.afterPersist) > 0 {
+	if n.inlineSave {
+		n.saveInline(&rd)
+	} else if rd.syncHS || len(rd.entries) > 0 || len(rd.afterPersist) > 0 {
 		b := &writeBatch{hs: rd.hardState, entries: rd.entries, after: rd.afterPersist}
 		if rd.syncHS {
 			// A new term or vote must be durable before any message
@@ -175,9 +245,42 @@ func (n *Node) dispatch(rd ready) bool {
 	return true
 }
 
-// send hands m to its peer's sender without blocking.
+// saveInline persists a ready on the owner goroutine, before any of its
+// messages leave, and reports it the way the appender would: the next
+// round takes the report without a goroutine hand-off. Only for storage
+// whose Save is cheap (MemoryStorage).
+func (n *Node) saveInline(rd *ready) {
+	if !rd.syncHS && len(rd.entries) == 0 && len(rd.afterPersist) == 0 {
+		return
+	}
+	n.persistMu.Lock()
+	err := n.persistErr
+	n.persistMu.Unlock()
+	if err == nil && (len(rd.entries) > 0 || !rd.hardState.IsZero()) {
+		err = n.cfg.Storage.Save(rd.hardState, rd.entries)
+	}
+	if err != nil {
+		n.core.fail(fmt.Errorf("%w: %w", ErrStorageFailed, err))
+		rd.messages = nil
+	} else {
+		for i := range rd.afterPersist {
+			n.send(rd.afterPersist[i])
+		}
+	}
+	n.reportPersisted(rd.entries, err)
+}
+
+// send hands m to its peer's sender, or the transport, without blocking.
 func (n *Node) send(m Message) {
 	m.Group = n.cfg.Group
+	if n.direct != nil {
+		if err := n.direct.trySend(m); errors.Is(err, errLaneFull) {
+			n.sendDropped.Add(1)
+		} else if err != nil {
+			n.sendErrors.Add(1)
+		}
+		return
+	}
 	n.sendersMu.RLock()
 	s := n.senders[m.To]
 	n.sendersMu.RUnlock()

@@ -212,6 +212,12 @@ type Node struct {
 
 	sendersMu sync.RWMutex
 	senders   map[NodeID]*peerSender
+	// direct, when the transport never blocks, replaces the senders.
+	direct directSender
+	// inlineSave: Storage is a MemoryStorage, whose Save neither blocks
+	// nor fails slowly, so the owner saves itself instead of handing the
+	// write to the appender and waiting for its report.
+	inlineSave bool
 
 	subs subscribers
 
@@ -293,6 +299,8 @@ func NewNode(cfg Config) (*Node, error) {
 		ctx:           ctx,
 		cancel:        cancel,
 	}
+	n.direct, _ = cfg.Transport.(directSender)
+	_, n.inlineSave = cfg.Storage.(*MemoryStorage)
 	n.applied.Store(core.log.applied)
 	n.persistedAt = logPosition{index: core.log.stableIndex(), term: core.log.lastTerm()}
 	for _, s := range conf.Servers {
@@ -318,7 +326,7 @@ func (n *Node) start() {
 
 // ensureSender starts the sender actor for a peer if it has none.
 func (n *Node) ensureSender(id NodeID) {
-	if id == n.cfg.ID {
+	if id == n.cfg.ID || n.direct != nil {
 		return
 	}
 	n.sendersMu.Lock()

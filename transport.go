@@ -27,3 +27,17 @@ var ErrUnknownPeer = errors.New("raft: unknown peer")
 
 // ErrTransportClosed is returned by Send after the transport was closed.
 var ErrTransportClosed = errors.New("raft: transport closed")
+
+// directSender is implemented by transports whose send never blocks: it
+// queues the message or drops it at once. The node then sends from its
+// own goroutines instead of through a sender goroutine per peer and lane,
+// which saves a goroutine hand-off per message; the transport's own
+// queues keep a slow peer from delaying the others.
+type directSender interface {
+	// trySend queues m for m.To without blocking. errLaneFull means the
+	// peer's queue was full and m was dropped.
+	trySend(m Message) error
+}
+
+// errLaneFull is returned when a peer's queue is full and a message dropped.
+var errLaneFull = errors.New("raft: peer's send queue is full; message dropped")

@@ -265,6 +265,13 @@ func (t *MemTransport) Send(ctx context.Context, m Message) error {
 	return nil
 }
 
+// trySend implements directSender: the network never blocks a sender.
+func (t *MemTransport) trySend(m Message) error {
+	m.From = t.id
+	t.net.send(m)
+	return nil
+}
+
 // Receive implements Transport.
 func (t *MemTransport) Receive() <-chan Message { return t.inbox }
 

@@ -280,9 +280,6 @@ func (t *TCPTransport) Addr() net.Addr { return t.ln.Addr() }
 // Receive implements Transport.
 func (t *TCPTransport) Receive() <-chan Message { return t.recv }
 
-// errLaneFull is returned by Send when a peer's urgent lane is full.
-var errLaneFull = errors.New("raft: tcp: peer's urgent queue is full; message dropped")
-
 // Send implements Transport. It queues m on its peer's lane and returns; it
 // waits only when the bulk lane is full, and then no longer than ctx allows.
 // It fails at once, without queueing, for an unknown peer, a peer in dial
@@ -328,6 +325,37 @@ func (t *TCPTransport) Send(ctx context.Context, m Message) error {
 		return fmt.Errorf("%w: node %d was removed", ErrUnknownPeer, m.To)
 	case <-t.ctx.Done():
 		return ErrTransportClosed
+	}
+}
+
+// trySend implements directSender: Send without waiting, dropping a
+// message whose lane (bulk included) is full. The node's append window is
+// smaller than BulkQueue, so the bulk lane fills only when a peer stalls.
+func (t *TCPTransport) trySend(m Message) error {
+	if t.ctx.Err() != nil {
+		return ErrTransportClosed
+	}
+	if !m.Type.Valid() {
+		return fmt.Errorf("raft: tcp: cannot send message of type %s", m.Type)
+	}
+	m.From = t.cfg.ID
+	t.mu.Lock()
+	p := t.peers[m.To]
+	t.mu.Unlock()
+	if p == nil {
+		return fmt.Errorf("%w: node %d", ErrUnknownPeer, m.To)
+	}
+	l := p.lanes[laneOf(m.Type)]
+	if err := l.sendable(&m); err != nil {
+		t.stats.dropped.Add(1)
+		return err
+	}
+	select {
+	case l.q <- m:
+		return nil
+	default:
+		t.stats.dropped.Add(1)
+		return errLaneFull
 	}
 }
 

@@ -48,7 +48,11 @@ var (
 // Defaults for Options.
 const (
 	DefaultSegmentSize = 64 << 20
-	DefaultCacheBytes  = 64 << 20
+	// DefaultCacheBytes is small on purpose: the node reads back only
+	// entries between durable and applied (and those of a follower that
+	// fell behind), while every cached entry is heap the GC marks and the
+	// sliding cache's array is copied as it grows.
+	DefaultCacheBytes = 4 << 20
 	// minSegmentSize keeps a segment able to hold its header and a record.
 	minSegmentSize = 1 << 10
 )
@@ -62,7 +66,7 @@ type Options struct {
 	SegmentSize int64
 	// CacheBytes bounds the memory kept for recent entries (counted as
 	// their data plus a fixed overhead); older entries are read back from
-	// disk. Default 64 MiB. A negative value disables the cache.
+	// disk. Default 4 MiB. A negative value disables the cache.
 	CacheBytes int64
 	// Logger receives recovery warnings. Default slog.Default().
 	Logger *slog.Logger
