@@ -370,6 +370,24 @@ func (c *core) takeReady() ready {
 	return rd
 }
 
+// recycle returns the message slices of a ready the owner has finished
+// with (every message copied onward), so later rounds append into the same
+// arrays instead of allocating: one fewer allocation per round on the hot
+// path. afterPersist may be nil when its messages are still queued.
+func (c *core) recycle(messages, afterPersist []Message) {
+	if c.out.messages == nil && cap(messages) > 0 && cap(messages) <= maxRecycledMessages {
+		clear(messages)
+		c.out.messages = messages[:0]
+	}
+	if c.out.afterPersist == nil && cap(afterPersist) > 0 && cap(afterPersist) <= maxRecycledMessages {
+		clear(afterPersist)
+		c.out.afterPersist = afterPersist[:0]
+	}
+}
+
+// maxRecycledMessages keeps a burst's large arrays from being held forever.
+const maxRecycledMessages = 1024
+
 // persisted reports that storage holds the log up to (index, term).
 func (c *core) persisted(index, term uint64) {
 	if !c.log.stableTo(index, term) {

@@ -197,6 +197,7 @@ func (n *Node) notLeader() error {
 // dispatch carries out a ready. It returns false if the node is shutting down.
 func (n *Node) dispatch(rd ready) bool {
 	if rd.empty() && (n.core.failed == nil || n.failureReported) {
+		n.core.recycle(rd.messages, rd.afterPersist) // empty, but keep the arrays
 		return true
 	}
 	if n.inlineSave {
@@ -242,6 +243,13 @@ func (n *Node) dispatch(rd ready) bool {
 	}
 	n.finishReads(rd.reads)
 	n.publish(rd)
+	// Every message went out by value; acknowledgements too when saved
+	// inline (the appender still holds them otherwise).
+	after := rd.afterPersist
+	if !n.inlineSave {
+		after = nil
+	}
+	n.core.recycle(rd.messages, after)
 	return true
 }
 

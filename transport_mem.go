@@ -213,17 +213,23 @@ func (n *Network) send(m Message) {
 			n.deliverLocked(m)
 			continue
 		}
-		time.AfterFunc(delay, func() {
-			n.mu.Lock()
-			defer n.mu.Unlock()
-			// Re-check: a partition made while in flight loses the message.
-			if n.connected(m.From, m.To) {
-				n.deliverLocked(m)
-			} else {
-				n.countDrop(m.To)
-			}
-		})
+		n.deliverLater(m, delay)
 	}
+}
+
+// deliverLater delivers m after delay. It is its own function so that only
+// delayed messages are captured by a closure (and so escape to the heap).
+func (n *Network) deliverLater(m Message, delay time.Duration) {
+	time.AfterFunc(delay, func() {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		// Re-check: a partition made while in flight loses the message.
+		if n.connected(m.From, m.To) {
+			n.deliverLocked(m)
+		} else {
+			n.countDrop(m.To)
+		}
+	})
 }
 
 func (n *Network) countDrop(to NodeID) {
