@@ -50,6 +50,22 @@ type outConn struct {
 	// dead is set by the watcher when the peer closed the connection, so
 	// the writer redials before writing rather than losing a batch.
 	dead atomic.Bool
+	// deadlineSet is when the write deadline was last pushed forward.
+	deadlineSet time.Time
+}
+
+// extendDeadline pushes the write deadline to WriteTimeout from now, but
+// only once a quarter of it has passed: setting a deadline takes a lock in
+// the runtime poller, too costly per message, while a write still always
+// has at least three quarters of WriteTimeout before a stuck peer is given
+// up on.
+func (c *outConn) extendDeadline(timeout time.Duration) error {
+	now := time.Now()
+	if now.Sub(c.deadlineSet) < timeout/4 {
+		return nil
+	}
+	c.deadlineSet = now
+	return c.SetWriteDeadline(now.Add(timeout))
 }
 
 // writeBufferSize is each dialed connection's coalescing buffer.
@@ -201,7 +217,7 @@ func (l *outLane) dropQueued() {
 func (l *outLane) writeBatch(c *outConn, m Message) error {
 	t := l.t
 	for {
-		if err := c.SetWriteDeadline(time.Now().Add(t.cfg.WriteTimeout)); err != nil {
+		if err := c.extendDeadline(t.cfg.WriteTimeout); err != nil {
 			return err
 		}
 		if err := l.writeMessage(c.bw, &m); err != nil {
