@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -223,6 +224,15 @@ func (l *outLane) writeBatch(c *outConn, m Message) error {
 		if err := l.writeMessage(c.bw, &m); err != nil {
 			return err
 		}
+		select {
+		case m = <-l.q:
+			continue
+		default:
+		}
+		// Yield once before paying for a write syscall: messages produced
+		// in the same instant (other followers' answers, the next batch)
+		// then join this write instead of needing their own.
+		runtime.Gosched()
 		select {
 		case m = <-l.q:
 			continue
