@@ -18,7 +18,11 @@ import (
 //
 //	go test -tags raftbugs -run TestPlantedBugs ./simtest/ -v
 
-var flagBugSeeds = flag.Int("sim.bugseeds", 300, "seeds to try per planted bug before giving up")
+// The bound: the rarest bug found, vote-not-persisted, was caught in 3 of
+// 400 seeds (9, 95, 192) when measured, so 1000 seeds find it with
+// probability ≈ 0.9995 even after changes to the simulator reshuffle
+// which seeds do.
+var flagBugSeeds = flag.Int("sim.bugseeds", 1000, "seeds to try per planted bug before giving up")
 
 // bugsFound are the planted bugs the simulator must find within the bound.
 // The others are planted too and searched for in TestPlantedBugsHard.
