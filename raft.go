@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"sync"
@@ -480,6 +479,3 @@ func (n *Node) Close() error {
 	n.wg.Wait()
 	return nil
 }
-
-// discardLogger is handy for tests and simulations.
-func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
