@@ -9,8 +9,9 @@ import (
 // This file is the state owner: the one goroutine that steps the core. It
 // turns what arrives on its channels into core events, batches whatever
 // else is already queued into the same round, and carries out the core's
-// ready: persistence through the appender, messages through the peer
-// senders, committed entries through the applier.
+// ready: persistence through the appender (or inline for MemoryStorage),
+// messages straight to a non-blocking transport (or through per-peer
+// senders), committed entries through the applier.
 
 // maxEventsPerRound bounds how many queued events one ready covers, so a
 // flood of messages still lets the owner flush regularly.
@@ -202,29 +203,8 @@ func (n *Node) dispatch(rd ready) bool {
 	}
 	if n.inlineSave {
 		n.saveInline(&rd)
-	} else if rd.syncHS || len(rd.entries) > 0 || len(rd.afterPersist) > 0 {
-		b := &writeBatch{hs: rd.hardState, entries: rd.entries, after: rd.afterPersist}
-		if rd.syncHS {
-			// A new term or vote must be durable before any message
-			// carrying it leaves: wait for the appender.
-			b.done = make(chan error, 1)
-		}
-		select {
-		case n.logEntries <- b:
-		case <-n.ctx.Done():
-			return false
-		}
-		if b.done != nil {
-			select {
-			case err := <-b.done:
-				if err != nil {
-					n.core.fail(fmt.Errorf("%w: %w", ErrStorageFailed, err))
-					rd.messages = nil
-				}
-			case <-n.ctx.Done():
-				return false
-			}
-		}
+	} else if !n.saveViaAppender(&rd) {
+		return false
 	}
 	for i := range rd.messages {
 		n.send(rd.messages[i])
@@ -251,6 +231,38 @@ func (n *Node) dispatch(rd ready) bool {
 	}
 	n.core.recycle(rd.messages, after)
 	return true
+}
+
+// saveViaAppender queues a ready's persistence for the appender, which
+// merges it with whatever else is queued into one Save. A new term or vote
+// must be durable before any message carrying it leaves, so then it waits.
+// It returns false if the node is shutting down.
+func (n *Node) saveViaAppender(rd *ready) bool {
+	if !rd.syncHS && len(rd.entries) == 0 && len(rd.afterPersist) == 0 {
+		return true
+	}
+	b := &writeBatch{hs: rd.hardState, entries: rd.entries, after: rd.afterPersist}
+	if rd.syncHS {
+		b.done = make(chan error, 1)
+	}
+	select {
+	case n.logEntries <- b:
+	case <-n.ctx.Done():
+		return false
+	}
+	if b.done == nil {
+		return true
+	}
+	select {
+	case err := <-b.done:
+		if err != nil {
+			n.core.fail(fmt.Errorf("%w: %w", ErrStorageFailed, err))
+			rd.messages = nil
+		}
+		return true
+	case <-n.ctx.Done():
+		return false
+	}
 }
 
 // saveInline persists a ready on the owner goroutine, before any of its
