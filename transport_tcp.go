@@ -286,25 +286,11 @@ func (t *TCPTransport) Receive() <-chan Message { return t.recv }
 // backoff (its error says why the last dial failed) and a message larger
 // than MaxFrameSize.
 func (t *TCPTransport) Send(ctx context.Context, m Message) error {
-	if t.ctx.Err() != nil {
-		return ErrTransportClosed
-	}
-	if err := ctx.Err(); err != nil {
+	if err := ctx.Err(); err != nil && t.ctx.Err() == nil {
 		return err
 	}
-	if !m.Type.Valid() {
-		return fmt.Errorf("raft: tcp: cannot send message of type %s", m.Type)
-	}
-	m.From = t.cfg.ID
-	t.mu.Lock()
-	p := t.peers[m.To]
-	t.mu.Unlock()
-	if p == nil {
-		return fmt.Errorf("%w: node %d", ErrUnknownPeer, m.To)
-	}
-	l := p.lanes[laneOf(m.Type)]
-	if err := l.sendable(&m); err != nil {
-		t.stats.dropped.Add(1)
+	l, err := t.laneFor(&m)
+	if err != nil {
 		return err
 	}
 	select {
@@ -332,22 +318,8 @@ func (t *TCPTransport) Send(ctx context.Context, m Message) error {
 // message whose lane (bulk included) is full. The node's append window is
 // smaller than BulkQueue, so the bulk lane fills only when a peer stalls.
 func (t *TCPTransport) trySend(m Message) error {
-	if t.ctx.Err() != nil {
-		return ErrTransportClosed
-	}
-	if !m.Type.Valid() {
-		return fmt.Errorf("raft: tcp: cannot send message of type %s", m.Type)
-	}
-	m.From = t.cfg.ID
-	t.mu.Lock()
-	p := t.peers[m.To]
-	t.mu.Unlock()
-	if p == nil {
-		return fmt.Errorf("%w: node %d", ErrUnknownPeer, m.To)
-	}
-	l := p.lanes[laneOf(m.Type)]
-	if err := l.sendable(&m); err != nil {
-		t.stats.dropped.Add(1)
+	l, err := t.laneFor(&m)
+	if err != nil {
 		return err
 	}
 	select {
@@ -357,6 +329,31 @@ func (t *TCPTransport) trySend(m Message) error {
 		t.stats.dropped.Add(1)
 		return errLaneFull
 	}
+}
+
+// laneFor checks m, stamps it with our ID and returns the lane it goes on.
+// It fails, without queueing, when the transport is closed, for an invalid
+// type, an unknown peer, a peer in dial backoff and an oversized message.
+func (t *TCPTransport) laneFor(m *Message) (*outLane, error) {
+	if t.ctx.Err() != nil {
+		return nil, ErrTransportClosed
+	}
+	if !m.Type.Valid() {
+		return nil, fmt.Errorf("raft: tcp: cannot send message of type %s", m.Type)
+	}
+	m.From = t.cfg.ID
+	t.mu.Lock()
+	p := t.peers[m.To]
+	t.mu.Unlock()
+	if p == nil {
+		return nil, fmt.Errorf("%w: node %d", ErrUnknownPeer, m.To)
+	}
+	l := p.lanes[laneOf(m.Type)]
+	if err := l.sendable(m); err != nil {
+		t.stats.dropped.Add(1)
+		return nil, err
+	}
+	return l, nil
 }
 
 // SetPeer adds a peer or changes its address, for membership changes. A
