@@ -12,9 +12,15 @@ import (
 type checker struct {
 	sim     *sim
 	leaders map[uint64]raft.NodeID
+	// votes[term][voter] is whom voter voted for in term, as seen by
+	// others (a grant leaving it) or by its own candidacy.
+	votes map[uint64]map[raft.NodeID]raft.NodeID
 	// committed[i] is the term of the entry committed at index i (any
-	// node's commit index counts).
-	committed []uint64
+	// node's commit index counts), and committedIn[i] the earliest term in
+	// which a node knew it committed: Leader Completeness binds the leaders
+	// of later terms only (a leader of an older term, elected late by
+	// delayed votes, cannot commit anything and need not hold it).
+	committed, committedIn []uint64
 	// appliedTerm and appliedHash record what was applied at each index.
 	appliedTerm []uint64
 	appliedHash []uint64
@@ -34,9 +40,13 @@ func (c *checker) fail(format string, args ...any) { c.sim.fail(fmt.Errorf(forma
 // office.
 func (c *checker) events(n *simNode, evs []raft.Event) {
 	for _, e := range evs {
-		if e.Type != raft.EventRoleChanged || e.Role != raft.Leader {
+		if e.Type != raft.EventRoleChanged {
 			continue
 		}
+		if e.Role != raft.Leader {
+			continue
+		}
+		c.electedByQuorum(n.id, e.Term)
 		if c.leaders == nil {
 			c.leaders = map[uint64]raft.NodeID{}
 		}
@@ -46,6 +56,9 @@ func (c *checker) events(n *simNode, evs []raft.Event) {
 		}
 		c.leaders[e.Term] = n.id
 		for i := 1; i < len(c.committed); i++ {
+			if c.committedIn[i] >= e.Term {
+				continue
+			}
 			t, err := n.core.Term(uint64(i))
 			if err != nil || t != c.committed[i] {
 				c.fail("leader completeness: node %d leads term %d without committed entry %d (term %d; has %d, %v)",
@@ -56,22 +69,57 @@ func (c *checker) events(n *simNode, evs []raft.Event) {
 	}
 }
 
+// vote records that voter voted for candidate in term and checks it is the
+// only candidate voter votes for in that term, whatever crashes happened in
+// between (Raft §5.2: a vote is durable before it is promised).
+func (c *checker) vote(voter, candidate raft.NodeID, term uint64) {
+	if c.votes == nil {
+		c.votes = map[uint64]map[raft.NodeID]raft.NodeID{}
+	}
+	byVoter := c.votes[term]
+	if byVoter == nil {
+		byVoter = map[raft.NodeID]raft.NodeID{}
+		c.votes[term] = byVoter
+	}
+	if prev, ok := byVoter[voter]; ok && prev != candidate {
+		c.fail("vote safety: node %d voted for %d and for %d in term %d", voter, prev, candidate, term)
+		return
+	}
+	byVoter[voter] = candidate
+}
+
+// electedByQuorum checks a new leader holds votes of a majority cast in its
+// own term: the step Election Safety rests on, checked where it happens
+// rather than waiting for a second leader to show up.
+func (c *checker) electedByQuorum(leader raft.NodeID, term uint64) {
+	granted := 0
+	for _, candidate := range c.votes[term] {
+		if candidate == leader {
+			granted++
+		}
+	}
+	if quorum := len(c.sim.nodes)/2 + 1; granted < quorum {
+		c.fail("election: node %d leads term %d with %d votes from that term, quorum %d", leader, term, granted, quorum)
+	}
+}
+
 // observeCommit checks the commit index never goes back and that what a
 // node commits agrees with what any node committed before.
 func (c *checker) observeCommit(n *simNode) {
 	if !n.up {
 		return
 	}
-	commit := n.core.Status().Commit
+	st := n.core.Status()
+	commit := st.Commit
 	if commit < n.commit {
 		c.fail("node %d commit index went back from %d to %d", n.id, n.commit, commit)
 		return
 	}
 	if len(c.committed) == 0 {
-		c.committed = []uint64{0}
+		c.committed, c.committedIn = []uint64{0}, []uint64{0}
 	}
-	if commit > n.commit && n.core.Status().Role == raft.Leader {
-		n.promised = true
+	if commit > n.commit && st.Role == raft.Leader {
+		n.noteMoment(momentCommit)
 	}
 	for i := n.commit + 1; i <= commit; i++ {
 		t, err := n.core.Term(i)
@@ -84,9 +132,10 @@ func (c *checker) observeCommit(n *simNode) {
 				c.fail("state machine safety: node %d committed term %d at %d, another node term %d", n.id, t, i, c.committed[i])
 				return
 			}
+			c.committedIn[i] = min(c.committedIn[i], st.Term)
 			continue
 		}
-		c.committed = append(c.committed, t)
+		c.committed, c.committedIn = append(c.committed, t), append(c.committedIn, st.Term)
 	}
 	n.commit = commit
 }

@@ -45,11 +45,24 @@ const (
 	// advances its commit index), restarting it 0.1 to 5 ms later: the
 	// moment a durability bug shows.
 	FaultCrashAfterPromise
+	// FaultIsolateAtMoment cuts a leader off from everyone, with
+	// probability Rate, right after it appends or commits (see moments.go),
+	// for 0.2 to 3 s; messages in flight on its links are lost. A leader
+	// cut off just after appending leaves entries only it holds; one cut off
+	// just after committing leaves its next entries on a minority: Figure
+	// 8's setup.
+	FaultIsolateAtMoment
+	// FaultLagAtMoment holds back every message to a node, with
+	// probability Rate, right after it campaigns, for 0.5 to 3 s (a stalled
+	// receive queue): a candidate whose grants arrive after it has moved on
+	// to a later term sees stale votes.
+	FaultLagAtMoment
 
 	faultKinds
 )
 
-var faultNames = [...]string{"partition", "one-way", "crash", "drop", "duplicate", "slow", "churn", "crash-points", "crash-after-promise"}
+var faultNames = [...]string{"partition", "one-way", "crash", "drop", "duplicate", "slow", "churn", "crash-points", "crash-after-promise",
+	"isolate-at-moment", "lag-at-moment"}
 
 // Fault is one failure, active during [At, At+For).
 type Fault struct {
@@ -112,9 +125,13 @@ func GenerateFaults(rng *rand.Rand, nodes int, healAt time.Duration) []Fault {
 				for i := range f.Sides {
 					f.Sides[i] = rng.IntN(2)
 				}
+				if !slices.Contains(f.Sides, 1-f.Sides[0]) {
+					f.Sides[rng.IntN(nodes)] ^= 1 // both sides non-empty
+				}
 			}
 		case FaultOneWay:
-			f.From, f.To = 1+rng.IntN(nodes), 1+rng.IntN(nodes)
+			f.From = 1 + rng.IntN(nodes)
+			f.To = 1 + (f.From+rng.IntN(nodes-1))%nodes // never From itself
 		case FaultCrash:
 			// Half the crashes hit the leader, often only briefly: the
 			// classic ways to lose data need a leader to vanish just after
@@ -127,8 +144,13 @@ func GenerateFaults(rng *rand.Rand, nodes int, healAt time.Duration) []Fault {
 			}
 		case FaultCrashPoints:
 			f.Rate = 0.002 + 0.02*rng.Float64()
-		case FaultCrashAfterPromise:
-			f.Rate = 0.05 + 0.45*rng.Float64()
+		case FaultIsolateAtMoment, FaultLagAtMoment:
+			// They strike only at moments, so they run for most of the
+			// faulty period at high rates: a bug may need several strikes
+			// in a row (Figure 8 needs three).
+			f.At = time.Duration(rng.Int64N(int64(healAt / 3)))
+			f.For = healAt/2 + time.Duration(rng.Int64N(int64(healAt/2)))
+			f.Rate = 0.3 + 0.6*rng.Float64()
 		default:
 			f.Rate = 0.05 + 0.45*rng.Float64()
 		}
@@ -156,13 +178,20 @@ type netState struct {
 	crashRate float64
 	// promiseCrashRate is the chance a node crashes right after a promise.
 	promiseCrashRate float64
+	// isolateRate and lagRate: the chances a critical moment isolates the
+	// node or lags its inbound messages.
+	isolateRate, lagRate float64
 }
 
 func newNetState(nodes int) netState {
 	return netState{nodes: nodes, cut: make([]bool, nodes*nodes)}
 }
 
-func (n *netState) connected(from, to int) bool { return !n.cut[from*n.nodes+to] }
+// connected reports whether a message from node index from reaches to now:
+// no partition or one-way cut between them and neither is isolated.
+func (s *sim) connected(from, to int) bool {
+	return !s.net.cut[from*s.net.nodes+to] && s.now >= s.isolatedUntil[from] && s.now >= s.isolatedUntil[to]
+}
 
 // recompute rebuilds the network from the active faults.
 func (s *sim) recompute() {
@@ -194,6 +223,10 @@ func (s *sim) recompute() {
 			net.crashRate = max(net.crashRate, f.Rate)
 		case FaultCrashAfterPromise:
 			net.promiseCrashRate = max(net.promiseCrashRate, f.Rate)
+		case FaultIsolateAtMoment:
+			net.isolateRate = max(net.isolateRate, f.Rate)
+		case FaultLagAtMoment:
+			net.lagRate = max(net.lagRate, f.Rate)
 		}
 	}
 	s.net = net
@@ -293,18 +326,17 @@ func (s *sim) crashActive(node int) bool {
 	return false
 }
 
+// afterNodeEvent runs the faults that strike a node right after it handled
+// an event: moment-reactive ones first, then crash points.
+func (s *sim) afterNodeEvent(i int) {
+	if !s.atMoment(i) {
+		s.maybeCrashPoint(i)
+	}
+}
+
 // maybeCrashPoint crashes node i after it handled an event, if crash points
 // are active and the dice say so.
 func (s *sim) maybeCrashPoint(i int) {
-	n := s.nodes[i]
-	if n.promised {
-		n.promised = false
-		if s.net.promiseCrashRate > 0 && n.up && !s.crashActive(i+1) && s.rng.Float64() < s.net.promiseCrashRate {
-			s.crash(i)
-			s.schedule(s.between(100*time.Microsecond, 5*time.Millisecond), event{kind: evRestart, node: i})
-			return
-		}
-	}
 	if s.net.crashRate == 0 || !s.nodes[i].up || s.rng.Float64() >= s.net.crashRate || s.crashActive(i+1) {
 		return
 	}
@@ -317,6 +349,8 @@ func (s *sim) maybeCrashPoint(i int) {
 func (s *sim) heal() {
 	s.healed = true
 	clear(s.active)
+	clear(s.isolatedUntil)
+	clear(s.lagUntil)
 	s.recompute()
 	for i := range s.nodes {
 		s.restart(i)
@@ -326,7 +360,7 @@ func (s *sim) heal() {
 // send puts a message on the simulated network.
 func (s *sim) send(m raft.Message) {
 	from, to := int(m.From)-1, int(m.To)-1
-	if !validNode(int(m.To), s.opts.Nodes) || !s.net.connected(from, to) {
+	if !validNode(int(m.To), s.opts.Nodes) || !s.connected(from, to) {
 		return
 	}
 	if s.net.dropRate > 0 && s.rng.Float64() < s.net.dropRate {
@@ -340,6 +374,9 @@ func (s *sim) send(m raft.Message) {
 		delay := s.between(time.Millisecond, 10*time.Millisecond)
 		if s.net.slowRate > 0 && isReply(m.Type) && s.rng.Float64() < s.net.slowRate {
 			delay = s.between(200*time.Millisecond, 3*time.Second)
+		}
+		if lag := time.Duration(s.lagUntil[to] - s.now); lag > 0 {
+			delay += lag
 		}
 		s.schedule(delay, event{kind: evDeliver, node: to, msg: m})
 	}

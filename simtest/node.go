@@ -28,9 +28,8 @@ type simNode struct {
 	reads      map[uint64]clientRef // by read ID
 	readsReady []readWait
 	nextRead   uint64
-	// promised: since its last event the node granted a vote or, as
-	// leader, advanced its commit index (see FaultCrashAfterPromise).
-	promised bool
+	// moments: the critical moments since its last event (moments.go).
+	moments moment
 }
 
 // pendingWrite is one ready's persistence plus the messages that wait for it.
@@ -73,8 +72,8 @@ func (s *sim) boot(i int) {
 	n := s.nodes[i]
 	core, err := raft.NewCore(raft.CoreConfig{
 		ID: n.id, ElectionTicks: electionTicks,
-		MaxInflightMsgs: s.window, MaxEntriesPerMsg: s.batch,
-		DisablePreVote: s.noPreVote, DisableCheckQuorum: s.noCheckQuorum,
+		MaxInflightMsgs: s.tuning.Window, MaxEntriesPerMsg: s.tuning.Batch,
+		DisablePreVote: s.tuning.NoPreVote, DisableCheckQuorum: s.tuning.NoCheckQuorum,
 		Rand: rand.NewPCG(s.rng.Uint64(), s.rng.Uint64()),
 	}, n.store)
 	if err != nil {
@@ -134,7 +133,8 @@ func (s *sim) tick(e *event) {
 
 func (s *sim) deliver(e *event) {
 	n := s.nodes[e.node]
-	if !n.up {
+	// A cut link loses what was in flight on it, too.
+	if !n.up || !s.connected(int(e.msg.From)-1, e.node) {
 		return
 	}
 	n.core.Step(e.msg)
@@ -157,9 +157,11 @@ func (s *sim) flush(i int) {
 			held = append(append([]raft.Message(nil), rd.Messages...), held...)
 		} else {
 			for _, m := range rd.Messages {
-				n.promised = n.promised || (m.Type == raft.MsgVoteResp && !m.Reject)
-				s.send(m)
+				s.emit(n, m)
 			}
+		}
+		if len(rd.Entries) > 0 && n.core.Status().Role == raft.Leader {
+			n.noteMoment(momentAppend)
 		}
 		if rd.MustSync || len(rd.Entries) > 0 || len(held) > 0 || !rd.HardState.IsZero() {
 			s.queueWrite(n, i, pendingWrite{hs: rd.HardState, entries: rd.Entries, held: held, sync: rd.MustSync})
@@ -168,6 +170,19 @@ func (s *sim) flush(i int) {
 		s.readStates(i, rd.Reads)
 		s.check.observeCommit(n)
 	}
+}
+
+// emit sends a message that leaves node n. Votes are recorded as they
+// become visible: a vote request carries the candidate's vote for itself.
+func (s *sim) emit(n *simNode, m raft.Message) {
+	switch {
+	case m.Type == raft.MsgVote:
+		s.check.vote(m.From, m.From, m.Term)
+	case m.Type == raft.MsgVoteResp && !m.Reject:
+		s.check.vote(m.From, m.To, m.Term)
+	}
+	n.noteMessageMoment(m)
+	s.send(m)
 }
 
 func readyEmpty(rd *raft.Ready) bool {
@@ -213,8 +228,7 @@ func (s *sim) diskDone(e *event) {
 		n.core.Persisted(w.entries[k-1].Index, w.entries[k-1].Term)
 	}
 	for _, m := range w.held {
-		n.promised = n.promised || (m.Type == raft.MsgVoteResp && !m.Reject)
-		s.send(m)
+		s.emit(n, m)
 	}
 	s.flush(e.node)
 }

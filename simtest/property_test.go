@@ -37,7 +37,7 @@ func drawFault(nodes int) *rapid.Generator[Fault] {
 		case FaultChurn:
 		case FaultCrashPoints:
 			f.Rate = float64(rapid.IntRange(1, 30).Draw(t, "permille")) / 1000
-		case FaultCrashAfterPromise:
+		case FaultCrashAfterPromise, FaultIsolateAtMoment, FaultLagAtMoment:
 			f.Rate = float64(rapid.IntRange(5, 50).Draw(t, "percent")) / 100
 		default:
 			f.Rate = float64(rapid.IntRange(1, 60).Draw(t, "percent")) / 100

@@ -42,6 +42,17 @@ type Options struct {
 	Trace io.Writer
 	// MaxSteps stops a runaway run (default 5 million).
 	MaxSteps int
+	// Tuning, if set, replaces the per-run configuration the seed draws.
+	Tuning *Tuning
+}
+
+// Tuning is the configuration of a run's nodes. Each run draws one from its
+// seed because every supported configuration must be safe: one-entry
+// appends expose bugs that large batches hide, and without PreVote split
+// votes (and stale votes) are common.
+type Tuning struct {
+	Batch, Window            int // entries per append, appends in flight
+	NoPreVote, NoCheckQuorum bool
 }
 
 func (o *Options) setDefaults() {
@@ -70,6 +81,7 @@ type Result struct {
 	Seed    uint64
 	Nodes   int
 	Faults  []Fault
+	Tuning  Tuning
 	Steps   int
 	Virtual time.Duration
 	// Hash summarizes the whole event trace: equal seeds give equal hashes.
@@ -94,21 +106,19 @@ type sim struct {
 	nodes   []*simNode
 	clients []*simClient
 	net     netState
-	faults  []Fault
-	active  []bool
-	check   checker
-	history []Op
-	steps   int
-	hash    uint64
-	err     error
-	errAt   int64
-	healed  bool
-	// batch and window are the run's append size and pipelining window,
-	// drawn per run: one-entry appends expose bugs large batches hide.
-	batch, window int
-	// noPreVote and noCheckQuorum: every supported configuration must be
-	// safe, and without PreVote split votes (and stale votes) are common.
-	noPreVote, noCheckQuorum bool
+	// isolatedUntil and lagUntil: per node, until when a moment-reactive
+	// fault cuts it off or holds back its inbound messages.
+	isolatedUntil, lagUntil []int64
+	faults                  []Fault
+	active                  []bool
+	check                   checker
+	history                 []Op
+	steps                   int
+	hash                    uint64
+	err                     error
+	errAt                   int64
+	healed                  bool
+	tuning                  Tuning
 }
 
 type eventKind uint8
@@ -184,10 +194,14 @@ func Run(opts Options) Result {
 	opts.setDefaults()
 	s := &sim{opts: opts, rng: rand.New(rand.NewPCG(opts.Seed, opts.Seed^0xa0761d6478bd642f))}
 	s.check.sim = s
-	s.batch = []int{1, 4, 64}[s.rng.IntN(3)]
-	s.window = []int{1, 8, 64}[s.rng.IntN(3)]
-	s.noPreVote = s.rng.IntN(3) == 0
-	s.noCheckQuorum = s.rng.IntN(3) == 0
+	s.tuning = Tuning{
+		Batch:     []int{1, 1, 4, 64}[s.rng.IntN(4)],
+		Window:    []int{1, 8, 64}[s.rng.IntN(3)],
+		NoPreVote: s.rng.IntN(3) == 0, NoCheckQuorum: s.rng.IntN(3) == 0,
+	}
+	if opts.Tuning != nil {
+		s.tuning = *opts.Tuning
+	}
 	switch {
 	case opts.NoFaults:
 	case opts.Faults != nil:
@@ -199,7 +213,7 @@ func Run(opts Options) Result {
 	s.loop()
 	s.finish()
 	return Result{
-		Seed: opts.Seed, Nodes: opts.Nodes, Faults: s.faults, Steps: s.steps,
+		Seed: opts.Seed, Nodes: opts.Nodes, Faults: s.faults, Tuning: s.tuning, Steps: s.steps,
 		Virtual: time.Duration(s.now), Hash: s.hash, History: s.history,
 		Acked: len(s.check.acked), Err: s.err, ErrAt: time.Duration(s.errAt),
 	}
@@ -207,6 +221,8 @@ func Run(opts Options) Result {
 
 func (s *sim) start() {
 	s.net = newNetState(s.opts.Nodes)
+	s.isolatedUntil = make([]int64, s.opts.Nodes)
+	s.lagUntil = make([]int64, s.opts.Nodes)
 	s.active = make([]bool, len(s.faults))
 	s.bootstrap()
 	for i, f := range s.faults {
@@ -247,13 +263,13 @@ func (s *sim) dispatch(e *event) {
 	switch e.kind {
 	case evDeliver:
 		s.deliver(e)
-		s.maybeCrashPoint(e.node)
+		s.afterNodeEvent(e.node)
 	case evTickElection, evTickHeartbeat:
 		s.tick(e)
-		s.maybeCrashPoint(e.node)
+		s.afterNodeEvent(e.node)
 	case evDiskDone:
 		s.diskDone(e)
-		s.maybeCrashPoint(e.node)
+		s.afterNodeEvent(e.node)
 	case evFaultStart:
 		s.startFault(e.fault)
 	case evFaultEnd:

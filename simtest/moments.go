@@ -1,0 +1,75 @@
+package simtest
+
+import (
+	"time"
+
+	"github.com/raftline/raft"
+)
+
+// Critical moments: the instants right after a node does something others
+// will rely on. Random faults rarely land there (a vote is granted in
+// microseconds of a run that lasts seconds), so the moment-reactive faults
+// strike exactly then, which is where the classic Raft bugs show.
+type moment uint8
+
+const (
+	// momentVote: the node granted a vote.
+	momentVote moment = 1 << iota
+	// momentCampaign: the node asked for votes in a new term.
+	momentCampaign
+	// momentAppend: as leader, the node appended entries (its no-op on
+	// taking office, or client commands).
+	momentAppend
+	// momentCommit: as leader, the node advanced its commit index.
+	momentCommit
+)
+
+// The moments each reactive fault strikes at. A crash matters where losing
+// what was not yet durable breaks a promise; isolating a leader right after
+// it appends or commits strands entries on a minority (Figure 8's setup);
+// lagging a candidate's inbox makes its grants arrive after it moved on.
+const (
+	promises        = momentVote | momentCommit
+	leaderMoments   = momentAppend | momentCommit
+	campaignMoments = momentCampaign
+)
+
+// noteMoment records that node n just reached moment m.
+func (n *simNode) noteMoment(m moment) { n.moments |= m }
+
+// noteMessageMoment records the moments a message leaving n reveals.
+func (n *simNode) noteMessageMoment(m raft.Message) {
+	switch {
+	case m.Type == raft.MsgVote:
+		n.noteMoment(momentCampaign)
+	case m.Type == raft.MsgVoteResp && !m.Reject:
+		n.noteMoment(momentVote)
+	}
+}
+
+// atMoment runs the moment-reactive faults for node i after it handled an
+// event, and reports whether one of them crashed it.
+func (s *sim) atMoment(i int) bool {
+	n := s.nodes[i]
+	ms := n.moments
+	n.moments = 0
+	if ms == 0 || !n.up {
+		return false
+	}
+	if ms&promises != 0 && s.net.promiseCrashRate > 0 && !s.crashActive(i+1) && s.rng.Float64() < s.net.promiseCrashRate {
+		s.crash(i)
+		s.schedule(s.between(100*time.Microsecond, 5*time.Millisecond), event{kind: evRestart, node: i})
+		return true
+	}
+	if ms&leaderMoments != 0 && s.net.isolateRate > 0 && s.rng.Float64() < s.net.isolateRate {
+		d := s.between(200*time.Millisecond, 3*time.Second)
+		s.isolatedUntil[i] = max(s.isolatedUntil[i], s.now+int64(d))
+		s.tracef("isolate node %d for %v", n.id, d.Round(time.Millisecond))
+	}
+	if ms&campaignMoments != 0 && s.net.lagRate > 0 && s.rng.Float64() < s.net.lagRate {
+		d := s.between(500*time.Millisecond, 3*time.Second)
+		s.lagUntil[i] = max(s.lagUntil[i], s.now+int64(d))
+		s.tracef("lag messages to node %d for %v", n.id, d.Round(time.Millisecond))
+	}
+	return false
+}
