@@ -130,8 +130,10 @@ func GenerateFaults(rng *rand.Rand, nodes int, healAt time.Duration) []Fault {
 				}
 			}
 		case FaultOneWay:
-			f.From = 1 + rng.IntN(nodes)
-			f.To = 1 + (f.From+rng.IntN(nodes-1))%nodes // never From itself
+			f.From, f.To = 1+rng.IntN(nodes), 1
+			if nodes > 1 {
+				f.To = 1 + (f.From+rng.IntN(nodes-1))%nodes // never From itself
+			}
 		case FaultCrash:
 			// Half the crashes hit the leader, often only briefly: the
 			// classic ways to lose data need a leader to vanish just after
