@@ -37,8 +37,11 @@ func drawFault(nodes int) *rapid.Generator[Fault] {
 		case FaultChurn:
 		case FaultCrashPoints:
 			f.Rate = float64(rapid.IntRange(1, 30).Draw(t, "permille")) / 1000
-		case FaultCrashAfterPromise, FaultIsolateAtMoment, FaultLagAtMoment:
+		case FaultCrashAfterPromise:
 			f.Rate = float64(rapid.IntRange(5, 50).Draw(t, "percent")) / 100
+		case FaultIsolateAtMoment, FaultLagAtMoment:
+			// As in GenerateFaults: several strikes in a row need high rates.
+			f.Rate = float64(rapid.IntRange(30, 90).Draw(t, "percent")) / 100
 		default:
 			f.Rate = float64(rapid.IntRange(1, 60).Draw(t, "percent")) / 100
 		}
