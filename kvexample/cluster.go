@@ -90,6 +90,10 @@ func newStorage(cfg nodeConfig) (raft.Storage, func() error, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("node %d: opening the WAL in %s: %w", cfg.ID, cfg.DataDir, err)
 	}
+	if err := checkIdentity(cfg.DataDir, cfg.ID, cfg.ClusterID); err != nil {
+		w.Close()
+		return nil, nil, fmt.Errorf("node %d: %w", cfg.ID, err)
+	}
 	return w, w.Close, nil
 }
 
