@@ -27,3 +27,22 @@ type realTicker struct{ t *time.Ticker }
 
 func (t realTicker) C() <-chan time.Time { return t.t.C }
 func (t realTicker) Stop()               { t.t.Stop() }
+
+// pace signals out every interval until done closes, never blocking: a
+// signal the receiver has no room for is dropped, since the timer actors'
+// signals say "it is time", and one queued says it as well as many.
+func pace(clock Clock, every time.Duration, out chan<- struct{}, done <-chan struct{}) {
+	t := clock.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C():
+			select {
+			case out <- struct{}{}:
+			default:
+			}
+		}
+	}
+}

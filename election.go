@@ -168,19 +168,8 @@ func (c *core) becomeLeader() {
 }
 
 // electionTimer is the actor that turns wall-clock (or synctest) time into
-// election ticks for the owner goroutine.
+// election ticks for the owner goroutine. When the owner is busy a tick is
+// dropped: a missed tick only delays a timeout.
 func electionTimer(clock Clock, every time.Duration, ticks chan<- struct{}, done <-chan struct{}) {
-	t := clock.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-done:
-			return
-		case <-t.C():
-			select {
-			case ticks <- struct{}{}:
-			default: // the owner is busy; a missed tick only delays timeouts
-			}
-		}
-	}
+	pace(clock, every, ticks, done)
 }

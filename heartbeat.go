@@ -80,18 +80,8 @@ func (c *core) checkQuorumRound() {
 
 // heartbeatTimer is the actor that paces heartbeats: every interval it tells
 // the owner, over the heartbeats channel, that a heartbeat round is due.
+// Rounds already queued make another one pointless, so a full channel drops
+// the signal.
 func heartbeatTimer(clock Clock, every time.Duration, heartbeats chan<- struct{}, done <-chan struct{}) {
-	t := clock.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-done:
-			return
-		case <-t.C():
-			select {
-			case heartbeats <- struct{}{}:
-			default: // rounds already queued; one more adds nothing
-			}
-		}
-	}
+	pace(clock, every, heartbeats, done)
 }
