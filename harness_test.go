@@ -233,29 +233,42 @@ func (c *testCluster) nCommitted(index uint64) (int, string) {
 func (c *testCluster) one(cmd string, want int) uint64 {
 	c.t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
+	index, ok := proposeToLeader(c.ids, c.nodes, cmd, deadline, func(index uint64) bool {
+		for time.Now().Before(deadline) {
+			if got, applied := c.nCommitted(index); got >= want && applied == cmd {
+				return true
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		return false
+	})
+	if !ok {
+		c.t.Fatalf("one(%q) failed to reach agreement on %d nodes\n%s", cmd, want, c.describe())
+	}
+	return index
+}
+
+// proposeToLeader submits cmd through whichever of nodes leads, retrying
+// like a client until deadline, until applied reports the entry at the
+// index it got applied as the caller wants. Both cluster harnesses (in
+// memory and over TCP) propose through it.
+func proposeToLeader(ids []NodeID, nodes map[NodeID]*Node, cmd string, deadline time.Time, applied func(index uint64) bool) (uint64, bool) {
 	for time.Now().Before(deadline) {
-		for _, id := range c.ids {
-			n := c.nodes[id]
+		for _, id := range ids {
+			n := nodes[id]
 			if n == nil || n.Status().Role != Leader {
 				continue
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			res, err := n.Propose(ctx, []byte(cmd))
 			cancel()
-			if err != nil {
-				continue
-			}
-			for time.Now().Before(deadline) {
-				if got, applied := c.nCommitted(res.Index); got >= want && applied == cmd {
-					return res.Index
-				}
-				time.Sleep(20 * time.Millisecond)
+			if err == nil && applied(res.Index) {
+				return res.Index, true
 			}
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
 	}
-	c.t.Fatalf("one(%q) failed to reach agreement on %d nodes\n%s", cmd, want, c.describe())
-	return 0
+	return 0, false
 }
 
 // describe summarizes every node's status for failure messages.

@@ -1,13 +1,12 @@
 package raft
 
 import (
-	"bytes"
-	"context"
 	"log/slog"
 	"net"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/raftline/raft/internal/testutil"
 )
 
 // This file is the harness for TCP transport tests: a cluster of real
@@ -200,26 +199,13 @@ func (c *liveCluster) waitLeader(among ...NodeID) NodeID {
 func (c *liveCluster) propose(cmd string, want int) uint64 {
 	c.t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		for _, id := range c.ids {
-			n := c.nodes[id]
-			if n == nil || n.Status().Role != Leader {
-				continue
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			res, err := n.Propose(ctx, []byte(cmd))
-			cancel()
-			if err != nil {
-				continue
-			}
-			if c.waitApplied(res.Index, cmd, want, deadline) {
-				return res.Index
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
+	index, ok := proposeToLeader(c.ids, c.nodes, cmd, deadline, func(index uint64) bool {
+		return c.waitApplied(index, cmd, want, deadline)
+	})
+	if !ok {
+		c.t.Fatalf("proposal %q not applied on %d nodes within 10s", cmd, want)
 	}
-	c.t.Fatalf("proposal %q not applied on %d nodes within 10s", cmd, want)
-	return 0
+	return index
 }
 
 // waitApplied waits until want nodes applied cmd at index, checking that no
@@ -263,31 +249,7 @@ func (c *liveCluster) totalStats() TCPStats {
 }
 
 // syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
+type syncBuffer = testutil.SyncBuffer
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// eventually polls cond every 10 ms for up to d.
-func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
+// eventually polls cond until it holds or d passes.
+var eventually = testutil.Eventually

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/raftline/raft"
+	"github.com/raftline/raft/internal/testutil"
 )
 
 // startTestCluster starts the single-process cluster on free ports, waits
@@ -119,17 +120,8 @@ func wantJSONError(t *testing.T, r response, code int) string {
 	return e["error"]
 }
 
-// eventually polls cond every 20ms until it holds or the timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
+// eventually polls cond until it holds or the timeout passes.
+var eventually = testutil.Eventually
 
 // entry builds a log entry for state machine tests.
 func entry(index uint64, c command) raft.Entry {

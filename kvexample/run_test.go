@@ -7,29 +7,15 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/raftline/raft/internal/testutil"
 )
 
 // syncBuffer is a bytes.Buffer safe to write from run's goroutine while the
 // test reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+type syncBuffer = testutil.SyncBuffer
 
 func TestRunPrintsAWorkingCurlLineAndExitsZeroWhenCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
