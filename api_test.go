@@ -226,6 +226,12 @@ func TestMalformedAndMisaddressedMessagesAreCountedAndIgnored(t *testing.T) {
 			{Type: MsgApp, From: 2, To: leader, Group: 7, Term: term + 50},
 			{Type: MsgApp, From: None, To: leader, Term: term + 50},
 			{Type: MsgApp, From: leader, To: leader, Term: term + 50},
+			// Well addressed but impossible: entries that skip indexes, an
+			// entry from a term after the message's, a candidate whose log
+			// is ahead of its term.
+			{Type: MsgApp, From: 2, To: leader, Term: term + 50, Index: 1, LogTerm: 1, Entries: []Entry{{Index: 5, Term: term + 50}}},
+			{Type: MsgApp, From: 2, To: leader, Term: term + 50, Index: 1, LogTerm: 1, Entries: []Entry{{Index: 2, Term: term + 51}}},
+			{Type: MsgVote, From: 2, To: leader, Term: term + 50, Index: 9, LogTerm: term + 60},
 		}
 		inbox := c.net.endpoints[leader].inbox
 		for _, m := range bad {

@@ -86,6 +86,9 @@ type core struct {
 	// failed is set by a storage error or broken invariant: the core then
 	// stops taking part rather than risk acknowledging lost data.
 	failed error
+	// rejected counts peers' messages refused as impossible (malformed, or
+	// contradicting what is committed); Metrics.RecvRejected includes it.
+	rejected uint64
 
 	out ready
 	// persistedHS is the hard state storage is known to hold (or is about
@@ -270,6 +273,10 @@ func (c *core) step(m Message) {
 	if c.failed != nil || m.From == None || m.From == c.id {
 		return
 	}
+	if err := m.check(); err != nil {
+		c.reject(m, err)
+		return
+	}
 	switch {
 	case m.Term > c.term:
 		if (m.Type == MsgVote || m.Type == MsgPreVote) && c.inLease() {
@@ -311,6 +318,14 @@ func (c *core) step(m Message) {
 	default:
 		c.stepFollower(m)
 	}
+}
+
+// reject drops a peer's message that no correct peer could send. It costs
+// the node nothing: the sender is faulty, and a correct leader's next
+// append or heartbeat carries what this one should have.
+func (c *core) reject(m Message, err error) {
+	c.rejected++
+	c.cfg.logger.Warn("raft: refused a message from a peer", "id", c.id, "from", m.From, "type", m.Type, "err", err)
 }
 
 // stepStale answers a message from an older term where that helps the sender

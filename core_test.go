@@ -413,3 +413,26 @@ func TestSingleVoterCommitsOnItsOwn(t *testing.T) {
 		t.Fatalf("single voter: commit %d applied %d last %d", c.log.committed, c.log.applied, c.log.lastIndex())
 	}
 }
+
+func TestForgedAppendOverCommittedEntriesChangesNothing(t *testing.T) {
+	cc := newCoreCluster(t, 3, 1)
+	cc.elect(1)
+	cc.propose(1, "a", "b")
+	f := cc.cores[2]
+	if f.log.committed < 2 {
+		t.Fatalf("setup: follower commit %d, want entry 2 committed", f.log.committed)
+	}
+	before := logTerms(t, f)
+	// A faulty peer claims a later term's leadership and replaces committed
+	// entry 2: no correct leader can, and the follower must neither take
+	// it nor stop.
+	forged := Message{Type: MsgApp, From: 3, To: 2, Term: f.term + 1, Index: 1, LogTerm: 1,
+		Entries: []Entry{{Index: 2, Term: f.term + 1, Data: []byte("forged")}}}
+	f.step(forged)
+	if f.failed != nil {
+		t.Fatalf("a forged append stopped the node: %v", f.failed)
+	}
+	if got := logTerms(t, f); !slices.Equal(got, before) {
+		t.Fatalf("forged append changed log terms from %v to %v", before, got)
+	}
+}

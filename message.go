@@ -1,6 +1,10 @@
 package raft
 
-import "fmt"
+import (
+	"errors"
+	"fmt"
+	"math"
+)
 
 // NodeID identifies a server in a cluster. Zero is never a valid ID: it means
 // "none" (no vote cast, no leader known).
@@ -172,4 +176,43 @@ func (t MessageType) isResponse() bool {
 		return true
 	}
 	return false
+}
+
+// errMalformedMessage: a message no correct peer can send. The core drops
+// it, counts it (Metrics.RecvRejected) and logs why.
+var errMalformedMessage = errors.New("raft: malformed message")
+
+// check rejects what no correct peer sends, whatever this node's state:
+// entries that do not follow the append's previous index one by one, terms
+// that go back or run ahead of the sender's term, unknown entry types. The
+// core can then trust an append's shape and never panic or wedge its log
+// on a buggy or hostile peer's message.
+func (m *Message) check() error {
+	switch m.Type {
+	case MsgVote, MsgPreVote:
+		if m.LogTerm > m.Term {
+			return fmt.Errorf("%w: candidate's last log term %d beyond its term %d", errMalformedMessage, m.LogTerm, m.Term)
+		}
+	case MsgApp:
+		if m.LogTerm > m.Term {
+			return fmt.Errorf("%w: append's previous term %d beyond its term %d", errMalformedMessage, m.LogTerm, m.Term)
+		}
+		if uint64(len(m.Entries)) > math.MaxUint64-m.Index {
+			return fmt.Errorf("%w: %d entries after index %d overflow", errMalformedMessage, len(m.Entries), m.Index)
+		}
+		prevTerm := m.LogTerm
+		for i := range m.Entries {
+			e := &m.Entries[i]
+			switch {
+			case e.Index != m.Index+1+uint64(i):
+				return fmt.Errorf("%w: entry %d of an append after index %d has index %d", errMalformedMessage, i, m.Index, e.Index)
+			case e.Term == 0 || e.Term < prevTerm || e.Term > m.Term:
+				return fmt.Errorf("%w: entry %d has term %d, outside [%d, %d]", errMalformedMessage, e.Index, e.Term, prevTerm, m.Term)
+			case e.Type > EntryConfig:
+				return fmt.Errorf("%w: entry %d has unknown type %d", errMalformedMessage, e.Index, e.Type)
+			}
+			prevTerm = e.Term
+		}
+	}
+	return nil
 }

@@ -397,7 +397,7 @@ func (n *Node) status() Status {
 		Err:    c.failed,
 		Metrics: Metrics{
 			SendDropped: n.sendDropped.Load(), SendErrors: n.sendErrors.Load(),
-			RecvRejected: n.recvRejected.Load(),
+			RecvRejected: n.recvRejected.Load() + c.rejected,
 		},
 	}
 	n.subs.mu.Lock()

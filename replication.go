@@ -82,7 +82,11 @@ func (c *core) handleAppend(m Message) {
 	}
 	lastNew, err := c.log.maybeAppend(m.Index, m.Entries)
 	if err != nil {
-		c.fail(err)
+		// The append contradicts committed entries. A well-formed append
+		// (Message.check) starts past our commit index, so no peer's
+		// message gets here; should one, maybeAppend changed nothing and
+		// refusing it keeps this node running with its log intact.
+		c.reject(m, err)
 		return
 	}
 	c.log.commitTo(min(m.Commit, lastNew))
