@@ -436,3 +436,18 @@ func TestForgedAppendOverCommittedEntriesChangesNothing(t *testing.T) {
 		t.Fatalf("forged append changed log terms from %v to %v", before, got)
 	}
 }
+
+func TestLeaderRefusesAcknowledgementOfEntriesItNeverSent(t *testing.T) {
+	cc := newCoreCluster(t, 3, 1)
+	cc.elect(1)
+	l := cc.cores[1]
+	p := l.peer(2)
+	match := p.match
+	l.step(Message{Type: MsgAppResp, From: 2, To: 1, Term: l.term, Index: l.log.lastIndex() + 100})
+	if p.match != match || l.rejected != 1 {
+		t.Fatalf("after a bogus acknowledgement: match %d (was %d), rejected %d; want it refused and counted", p.match, match, l.rejected)
+	}
+	if l.role != Leader || l.failed != nil {
+		t.Fatalf("leader is %s, failed %v after a bogus acknowledgement", l.role, l.failed)
+	}
+}

@@ -127,6 +127,12 @@ func (c *core) stepLeader(m Message) {
 
 // handleAppendResp is the leader side of an AppendEntries answer.
 func (c *core) handleAppendResp(p *progress, m Message) {
+	if last := c.log.lastIndex(); m.Index > last {
+		// This term's appends all came from our log, which we never
+		// truncate while leading: the peer answers something never sent.
+		c.reject(m, fmt.Errorf("%w: answers index %d beyond the leader's last %d", errMalformedMessage, m.Index, last))
+		return
+	}
 	if m.Reject {
 		if m.Index <= p.match || (p.state == probing && m.Index+1 != p.next) {
 			return // answers an append already superseded
