@@ -59,4 +59,11 @@
 // Safety relies on two rules the owner enforces for the core: a changed
 // term or vote is durable before any message leaves, and an append is
 // acknowledged only after its entries are durable.
+//
+// A peer's message is trusted only as far as Raft needs: one no correct
+// peer could send (an append whose entries skip indexes or whose terms go
+// back, a vote whose log is ahead of its term, an acknowledgement of
+// entries the leader never sent) is refused, logged and counted in
+// Metrics.RecvRejected, and the node goes on; it never panics or stops on
+// a peer's word (FuzzCoreSurvivesHostileMessages).
 package raft
