@@ -3,6 +3,7 @@ package raft
 import (
 	"context"
 	"errors"
+	"math"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -220,6 +221,7 @@ func TestMalformedAndMisaddressedMessagesAreCountedAndIgnored(t *testing.T) {
 		term := c.checkTerms()
 		// Garbage straight into the leader's inbox, as a buggy transport
 		// might deliver it: each carries a term that would depose the leader.
+		other := leader%3 + 1 // a follower: its messages pass the address checks
 		bad := []Message{
 			{Type: MessageType(200), From: 2, To: leader, Term: term + 50},
 			{Type: MsgApp, From: 2, To: leader + 100, Term: term + 50},
@@ -229,9 +231,12 @@ func TestMalformedAndMisaddressedMessagesAreCountedAndIgnored(t *testing.T) {
 			// Well addressed but impossible: entries that skip indexes, an
 			// entry from a term after the message's, a candidate whose log
 			// is ahead of its term.
-			{Type: MsgApp, From: 2, To: leader, Term: term + 50, Index: 1, LogTerm: 1, Entries: []Entry{{Index: 5, Term: term + 50}}},
-			{Type: MsgApp, From: 2, To: leader, Term: term + 50, Index: 1, LogTerm: 1, Entries: []Entry{{Index: 2, Term: term + 51}}},
-			{Type: MsgVote, From: 2, To: leader, Term: term + 50, Index: 9, LogTerm: term + 60},
+			{Type: MsgApp, From: other, To: leader, Term: term + 50, Index: 1, LogTerm: 1, Entries: []Entry{{Index: 5, Term: term + 50}}},
+			{Type: MsgApp, From: other, To: leader, Term: term + 50, Index: 1, LogTerm: 1, Entries: []Entry{{Index: 2, Term: term + 51}}},
+			{Type: MsgVote, From: other, To: leader, Term: term + 50, Index: 9, LogTerm: term + 60},
+			// A term no cluster reaches: adopting it, a node could never
+			// campaign again without its term wrapping to zero.
+			{Type: MsgHeartbeat, From: other, To: leader, Term: math.MaxUint64},
 		}
 		inbox := c.net.endpoints[leader].inbox
 		for _, m := range bad {

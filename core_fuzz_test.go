@@ -58,8 +58,9 @@ func (in *fuzzInput) message() Message {
 // FuzzCoreSurvivesHostileMessages feeds one node of a three-node cluster
 // arbitrary message sequences (with ticks, proposals and persistence in
 // between), as a buggy or malicious peer could send them. The node must
-// neither panic nor stop: whatever a peer sends, it refuses what is
-// impossible and keeps a log it can read back whole.
+// neither panic nor stop, its term never goes back, and it keeps a log it
+// can read back whole: whatever a peer sends, it refuses what is
+// impossible.
 func FuzzCoreSurvivesHostileMessages(f *testing.F) {
 	f.Add([]byte{})
 	f.Add([]byte{3, 1, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0, 2, 1, 1, 0})
@@ -85,6 +86,7 @@ func stepHostileMessages(t *testing.T, data []byte) {
 		t.Fatal(err)
 	}
 	in := &fuzzInput{b: data}
+	var term uint64
 	for in.more() {
 		began := time.Now()
 		var last Message
@@ -118,6 +120,10 @@ func stepHostileMessages(t *testing.T, data []byte) {
 		if st.Err != nil {
 			t.Fatalf("a peer's message stopped the node: %v", st.Err)
 		}
+		if st.Term < term {
+			t.Fatalf("term went back from %d to %d", term, st.Term)
+		}
+		term = st.Term
 		if st.Commit > st.LastIndex {
 			t.Fatalf("commit index %d beyond the last index %d", st.Commit, st.LastIndex)
 		}

@@ -178,6 +178,12 @@ func (t MessageType) isResponse() bool {
 	return false
 }
 
+// maxTerm bounds the terms a peer may claim. No cluster holds 2^62
+// elections, and a node that adopted a term near 2^64 could never campaign
+// again without the term wrapping to zero: one forged heartbeat would take
+// it out of the cluster for good.
+const maxTerm = 1 << 62
+
 // errMalformedMessage: a message no correct peer can send. The core drops
 // it, counts it (Metrics.RecvRejected) and logs why.
 var errMalformedMessage = errors.New("raft: malformed message")
@@ -188,6 +194,9 @@ var errMalformedMessage = errors.New("raft: malformed message")
 // core can then trust an append's shape and never panic or wedge its log
 // on a buggy or hostile peer's message.
 func (m *Message) check() error {
+	if m.Term > maxTerm {
+		return fmt.Errorf("%w: term %d beyond any real cluster's", errMalformedMessage, m.Term)
+	}
 	switch m.Type {
 	case MsgVote, MsgPreVote:
 		if m.LogTerm > m.Term {
