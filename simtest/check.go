@@ -40,10 +40,7 @@ func (c *checker) fail(format string, args ...any) { c.sim.fail(fmt.Errorf(forma
 // office.
 func (c *checker) events(n *simNode, evs []raft.Event) {
 	for _, e := range evs {
-		if e.Type != raft.EventRoleChanged {
-			continue
-		}
-		if e.Role != raft.Leader {
+		if e.Type != raft.EventRoleChanged || e.Role != raft.Leader {
 			continue
 		}
 		c.electedByQuorum(n.id, e.Term)

@@ -9,8 +9,9 @@
 // key-value workload. Besides faults at random times, moment-reactive
 // faults strike right after a node does something others rely on (grants a
 // vote, campaigns, appends or commits as leader): that is where the classic
-// bugs show, and where random timing almost never lands (moments.go). All randomness comes from one seed, so a seed replays
-// the identical run: the trace hash in Result proves it.
+// bugs show, and where random timing almost never lands (moments.go). All
+// randomness comes from one seed, so a seed replays the identical run: the
+// trace hash in Result proves it.
 //
 // After every step it checks Raft's invariants: at most one leader per
 // term, every leader elected by a majority of votes cast in its own term,

@@ -1,10 +1,6 @@
 package simtest
 
-import (
-	"time"
-
-	"github.com/raftline/raft"
-)
+import "time"
 
 // Critical moments: the instants right after a node does something others
 // will rely on. Random faults rarely land there (a vote is granted in
@@ -29,23 +25,12 @@ const (
 // it appends or commits strands entries on a minority (Figure 8's setup);
 // lagging a candidate's inbox makes its grants arrive after it moved on.
 const (
-	promises        = momentVote | momentCommit
-	leaderMoments   = momentAppend | momentCommit
-	campaignMoments = momentCampaign
+	promises      = momentVote | momentCommit
+	leaderMoments = momentAppend | momentCommit
 )
 
 // noteMoment records that node n just reached moment m.
 func (n *simNode) noteMoment(m moment) { n.moments |= m }
-
-// noteMessageMoment records the moments a message leaving n reveals.
-func (n *simNode) noteMessageMoment(m raft.Message) {
-	switch {
-	case m.Type == raft.MsgVote:
-		n.noteMoment(momentCampaign)
-	case m.Type == raft.MsgVoteResp && !m.Reject:
-		n.noteMoment(momentVote)
-	}
-}
 
 // atMoment runs the moment-reactive faults for node i after it handled an
 // event, and reports whether one of them crashed it.
@@ -66,7 +51,7 @@ func (s *sim) atMoment(i int) bool {
 		s.isolatedUntil[i] = max(s.isolatedUntil[i], s.now+int64(d))
 		s.tracef("isolate node %d for %v", n.id, d.Round(time.Millisecond))
 	}
-	if ms&campaignMoments != 0 && s.net.lagRate > 0 && s.rng.Float64() < s.net.lagRate {
+	if ms&momentCampaign != 0 && s.net.lagRate > 0 && s.rng.Float64() < s.net.lagRate {
 		d := s.between(500*time.Millisecond, 3*time.Second)
 		s.lagUntil[i] = max(s.lagUntil[i], s.now+int64(d))
 		s.tracef("lag messages to node %d for %v", n.id, d.Round(time.Millisecond))

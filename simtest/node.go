@@ -173,15 +173,17 @@ func (s *sim) flush(i int) {
 }
 
 // emit sends a message that leaves node n. Votes are recorded as they
-// become visible: a vote request carries the candidate's vote for itself.
+// become visible (a vote request carries the candidate's vote for itself),
+// and are the node's critical moments (moments.go).
 func (s *sim) emit(n *simNode, m raft.Message) {
 	switch {
 	case m.Type == raft.MsgVote:
 		s.check.vote(m.From, m.From, m.Term)
+		n.noteMoment(momentCampaign)
 	case m.Type == raft.MsgVoteResp && !m.Reject:
 		s.check.vote(m.From, m.To, m.Term)
+		n.noteMoment(momentVote)
 	}
-	n.noteMessageMoment(m)
 	s.send(m)
 }
 
