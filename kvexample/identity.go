@@ -13,6 +13,9 @@ import (
 // cluster the directory belongs to.
 const identityFile = "identity"
 
+// identityFormat is the identity file's one line, written and parsed.
+const identityFormat = "raftline kvexample identity: node %d cluster %d\n"
+
 // errWrongIdentity: the data directory was written by another node or
 // another cluster. Started on it, a node would take over that node's term,
 // vote and log under its own ID: the cluster could then count one disk's
@@ -24,7 +27,7 @@ var errWrongIdentity = errors.New("data directory belongs to another node")
 // directory lock, so no other process races the first write.
 func checkIdentity(dir string, id raft.NodeID, cluster uint64) error {
 	path := filepath.Join(dir, identityFile)
-	want := fmt.Sprintf("raftline kvexample identity: node %d cluster %d\n", id, cluster)
+	want := fmt.Sprintf(identityFormat, id, cluster)
 	got, err := os.ReadFile(path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
@@ -34,7 +37,7 @@ func checkIdentity(dir string, id raft.NodeID, cluster uint64) error {
 	}
 	var gotID raft.NodeID
 	var gotCluster uint64
-	if _, err := fmt.Sscanf(string(got), "raftline kvexample identity: node %d cluster %d\n", &gotID, &gotCluster); err != nil {
+	if _, err := fmt.Sscanf(string(got), identityFormat, &gotID, &gotCluster); err != nil {
 		return fmt.Errorf("%s is unreadable (%q): %w", path, got, err)
 	}
 	if gotID != id || gotCluster != cluster {
