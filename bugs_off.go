@@ -7,14 +7,17 @@ package raft
 // bugs_on.go), used by simtest to prove it can find real Raft bugs, turns
 // them into switches.
 const (
-	bugStaleVotes          = false
-	bugCommitOldTerm       = false
-	bugVoteNotPersisted    = false
-	bugNoPrevLogCheck      = false
-	bugApplyPastCommit     = false
-	bugTruncateOnStale     = false
-	bugVoteWithoutLogCheck = false
-	plantedBugsAvailable   = false
+	bugStaleVotes               = false
+	bugCommitOldTerm            = false
+	bugVoteNotPersisted         = false
+	bugNoPrevLogCheck           = false
+	bugApplyPastCommit          = false
+	bugTruncateOnStale          = false
+	bugVoteWithoutLogCheck      = false
+	bugCompactPastSnapshot      = false
+	bugInstallOldSnapshot       = false
+	bugSnapshotTermFromCommands = false
+	plantedBugsAvailable        = false
 )
 
 // bugHit is a no-op outside raftbugs builds.

@@ -11,25 +11,28 @@ import (
 // With -tags raftbugs, classic Raft bugs can be planted one at a time so the
 // simulator can prove it finds them. Never built into a normal binary.
 var (
-	bugStaleVotes          bool
-	bugCommitOldTerm       bool
-	bugVoteNotPersisted    bool
-	bugNoPrevLogCheck      bool
-	bugApplyPastCommit     bool
-	bugTruncateOnStale     bool
-	bugVoteWithoutLogCheck bool
+	bugStaleVotes               bool
+	bugCommitOldTerm            bool
+	bugVoteNotPersisted         bool
+	bugNoPrevLogCheck           bool
+	bugApplyPastCommit          bool
+	bugTruncateOnStale          bool
+	bugVoteWithoutLogCheck      bool
+	bugCompactPastSnapshot      bool
+	bugInstallOldSnapshot       bool
+	bugSnapshotTermFromCommands bool
 )
 
 const plantedBugsAvailable = true
 
 var plantedBugs = map[string]*bool{
-	"stale-vote-count":         &bugStaleVotes,
-	"commit-previous-term":     &bugCommitOldTerm,
-	"vote-not-persisted":       &bugVoteNotPersisted,
-	"no-prev-log-check":        &bugNoPrevLogCheck,
-	"apply-past-commit":        &bugApplyPastCommit,
-	"truncate-on-stale-append": &bugTruncateOnStale,
-	"vote-without-log-check":   &bugVoteWithoutLogCheck,
+	"stale-vote-count":                   &bugStaleVotes,
+	"commit-previous-term":               &bugCommitOldTerm,
+	"vote-not-persisted":                 &bugVoteNotPersisted,
+	"no-prev-log-check":                  &bugNoPrevLogCheck,
+	"apply-past-commit":                  &bugApplyPastCommit,
+	"truncate-on-stale-append":           &bugTruncateOnStale,
+	"vote-without-log-check":             &bugVoteWithoutLogCheck,
 }
 
 // PlantedBugs lists the bugs PlantBug accepts.
