@@ -26,13 +26,13 @@ var (
 const plantedBugsAvailable = true
 
 var plantedBugs = map[string]*bool{
-	"stale-vote-count":                   &bugStaleVotes,
-	"commit-previous-term":               &bugCommitOldTerm,
-	"vote-not-persisted":                 &bugVoteNotPersisted,
-	"no-prev-log-check":                  &bugNoPrevLogCheck,
-	"apply-past-commit":                  &bugApplyPastCommit,
-	"truncate-on-stale-append":           &bugTruncateOnStale,
-	"vote-without-log-check":             &bugVoteWithoutLogCheck,
+	"stale-vote-count":         &bugStaleVotes,
+	"commit-previous-term":     &bugCommitOldTerm,
+	"vote-not-persisted":       &bugVoteNotPersisted,
+	"no-prev-log-check":        &bugNoPrevLogCheck,
+	"apply-past-commit":        &bugApplyPastCommit,
+	"truncate-on-stale-append": &bugTruncateOnStale,
+	"vote-without-log-check":   &bugVoteWithoutLogCheck,
 }
 
 // PlantedBugs lists the bugs PlantBug accepts.
