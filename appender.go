@@ -1,5 +1,7 @@
 package raft
 
+import "errors"
+
 // This file is the log appender actor: it drains everything queued on
 // logEntries and turns it into one Storage.Save, so many proposals (and a
 // follower's many appends) share one write and one fsync: group commit.
@@ -15,6 +17,10 @@ type writeBatch struct {
 	after []Message
 	// done, if set, receives the outcome (the owner waits on it).
 	done chan error
+	// snapshot, if set, is installed before hs and entries are saved;
+	// compact, if non-zero, is done after they are.
+	snapshot *SnapshotMeta
+	compact  uint64
 }
 
 func (n *Node) runAppender() {
@@ -39,17 +45,8 @@ func (n *Node) runAppender() {
 				break drain
 			}
 		}
-		var hs HardState
 		var ents []Entry
-		ents, merged = mergeBatches(batches, merged[:0])
-		for _, b := range batches {
-			if !b.hs.IsZero() {
-				hs = b.hs
-			}
-		}
-		if failed == nil && (len(ents) > 0 || !hs.IsZero()) {
-			failed = n.cfg.Storage.Save(hs, ents)
-		}
+		ents, merged, failed = n.persist(batches, merged, failed)
 		for _, b := range batches {
 			if failed == nil {
 				for i := range b.after {
@@ -64,6 +61,65 @@ func (n *Node) runAppender() {
 		clear(merged) // drop references to entry data
 		clear(batches)
 	}
+}
+
+// persist carries out the batches' storage work in order, with as few
+// Saves as it can: one per run of batches between snapshot installs. It
+// returns the last run's saved entries.
+func (n *Node) persist(batches []*writeBatch, buf []Entry, failed error) (saved, scratch []Entry, _ error) {
+	var compact uint64
+	start := 0
+	for i := 0; i <= len(batches); i++ {
+		if i < len(batches) && batches[i].snapshot == nil {
+			compact = max(compact, batches[i].compact)
+			continue
+		}
+		run := batches[start:i]
+		var ents []Entry
+		ents, buf = mergeBatches(run, buf[:0])
+		var hs HardState
+		for _, b := range run {
+			if !b.hs.IsZero() {
+				hs = b.hs
+			}
+		}
+		if failed == nil && (len(ents) > 0 || !hs.IsZero()) {
+			failed = n.cfg.Storage.Save(hs, ents)
+		}
+		if len(ents) > 0 {
+			saved = ents
+		}
+		if i == len(batches) {
+			break
+		}
+		b := batches[i]
+		compact = max(compact, b.compact)
+		if failed == nil {
+			failed = n.cfg.Storage.InstallSnapshot(b.snapshot.Index, b.snapshot.Term)
+		}
+		start = i // the install's own entries and hard state start the next run
+	}
+	if failed == nil && compact > 0 {
+		failed = n.compactStorage(compact)
+	}
+	return saved, buf, failed
+}
+
+// compactStorage compacts the log to index; already being compacted there
+// is fine, and so is a log that does not reach it yet (the next snapshot
+// compacts further).
+func (n *Node) compactStorage(index uint64) error {
+	err := n.cfg.Storage.Compact(index)
+	switch {
+	case err == nil:
+		n.compactions.Add(1)
+	case errors.Is(err, ErrCompacted):
+		err = nil
+	case errors.Is(err, ErrUnavailable):
+		n.cfg.Logger.Warn("raft: compaction past the durable log skipped", "id", n.cfg.ID, "index", index)
+		err = nil
+	}
+	return err
 }
 
 // mergeBatches joins the batches' entries into one run, a later batch

@@ -1,51 +1,150 @@
 package raft
 
+import "fmt"
+
 // This file is the applier actor: it feeds committed entries to the
-// StateMachine in log order, hands each proposal its result, and reports
-// the applied index back to the owner.
+// StateMachine in log order, hands each proposal its result, restores
+// snapshots received from the leader, reports the applied index back to
+// the owner, and captures the state machine's snapshots when the policy
+// (or Node.Snapshot) asks for one.
 
 // applyBatch is a run of committed entries and the proposals among them
-// (ascending by index).
+// (ascending by index), or a snapshot to restore first.
 type applyBatch struct {
-	entries []Entry
-	waiters []*proposal
+	snapshot *SnapshotMeta
+	entries  []Entry
+	waiters  []*proposal
 }
 
-func (n *Node) runApplier() {
-	sm := n.cfg.StateMachine
+// applier is the applier goroutine's state.
+type applier struct {
+	n *Node
+	// meta describes the applied state: what a snapshot taken now holds.
+	meta   SnapshotMeta
+	policy snapshotPolicy
+	// snapshotted is the index of the newest snapshot handed to the
+	// writer (or restored); waiting are Snapshot calls for the next one.
+	snapshotted uint64
+	waiting     []*snapRequest
+	// broken: a restore failed, so nothing more may be applied.
+	broken bool
+}
+
+func (n *Node) runApplier(restored SnapshotMeta) {
+	a := &applier{n: n, meta: restored, snapshotted: restored.Index,
+		policy: snapshotPolicy{entries: n.cfg.SnapshotEntries, bytes: n.cfg.SnapshotBytes}}
+	defer func() {
+		for _, w := range a.waiting {
+			w.finish(0, ErrClosed)
+		}
+	}()
 	for {
-		var b applyBatch
 		select {
 		case <-n.ctx.Done():
 			return
-		case b = <-n.applyCh:
+		case b := <-n.applyCh:
+			a.apply(b)
+		case req := <-n.snapRequests:
+			a.waiting = append(a.waiting, req)
+		case <-n.snapWriterIdle:
 		}
-		w := 0
-		for i := range b.entries {
-			e := b.entries[i]
-			var result any
-			if e.Type == EntryNormal {
-				result = sm.Apply(e)
-			}
-			for w < len(b.waiters) && b.waiters[w].index < e.Index {
-				w++
-			}
-			if w < len(b.waiters) && b.waiters[w].index == e.Index {
-				p := b.waiters[w]
-				if p.term == e.Term {
-					p.result = result
-					p.finish(nil)
-				} else {
-					// Another leader's entry took this index: ours is gone.
-					p.finish(ErrOutcomeUnknown)
-				}
-				w++
-			}
+		a.maybeSnapshot()
+	}
+}
+
+func (a *applier) apply(b applyBatch) {
+	n := a.n
+	if a.broken {
+		return
+	}
+	if b.snapshot != nil {
+		a.restore(*b.snapshot)
+	}
+	if len(b.entries) == 0 {
+		return
+	}
+	sm := n.cfg.StateMachine
+	w := 0
+	for i := range b.entries {
+		e := b.entries[i]
+		var result any
+		if e.Type == EntryNormal {
+			result = sm.Apply(e)
 		}
-		n.applied.Store(b.entries[len(b.entries)-1].Index)
-		select {
-		case n.appliedNotify <- struct{}{}:
-		default:
+		if err := a.meta.Advance(e); err != nil {
+			n.cfg.Logger.Error("raft: applied entry", "id", n.cfg.ID, "err", err)
+		}
+		for w < len(b.waiters) && b.waiters[w].index < e.Index {
+			w++
+		}
+		if w < len(b.waiters) && b.waiters[w].index == e.Index {
+			p := b.waiters[w]
+			if p.term == e.Term {
+				p.result = result
+				p.finish(nil)
+			} else {
+				// Another leader's entry took this index: ours is gone.
+				p.finish(ErrOutcomeUnknown)
+			}
+			w++
 		}
 	}
+	a.policy.applied(b.entries)
+	a.published(b.entries[len(b.entries)-1].Index)
+}
+
+// restore replaces the state machine with a snapshot the leader sent.
+func (a *applier) restore(meta SnapshotMeta) {
+	n := a.n
+	if err := restoreSnapshot(n.cfg.Snapshots, n.cfg.StateMachine, meta); err != nil {
+		a.broken = true
+		n.report(snapReport{kind: snapRestoreFailed, meta: meta, err: err})
+		return
+	}
+	n.cfg.Logger.Info("raft: restored snapshot from the leader", "id", n.cfg.ID, "snapshot", meta.String())
+	a.meta, a.snapshotted = meta, meta.Index
+	a.policy.reset()
+	a.published(meta.Index)
+}
+
+// published makes index the applied index the owner and readers see.
+func (a *applier) published(index uint64) {
+	a.n.applied.Store(index)
+	select {
+	case a.n.appliedNotify <- struct{}{}:
+	default:
+	}
+}
+
+// maybeSnapshot captures the state machine when a snapshot is due and the
+// writer is free: the capture is quick, the writing happens on the writer.
+func (a *applier) maybeSnapshot() {
+	n := a.n
+	if a.broken || n.snapshotBusy.Load() || (!a.policy.due() && len(a.waiting) == 0) {
+		return
+	}
+	if a.meta.Index <= a.snapshotted {
+		// Nothing applied since the newest snapshot: it is the answer.
+		for _, w := range a.waiting {
+			w.finish(n.durableSnapshot.Load(), nil)
+		}
+		a.waiting = nil
+		a.policy.reset()
+		return
+	}
+	a.policy.reset()
+	view, err := n.cfg.StateMachine.Snapshot()
+	if err != nil {
+		err = fmt.Errorf("raft: StateMachine.Snapshot at %d: %w", a.meta.Index, err)
+		n.cfg.Logger.Error("raft: taking a snapshot failed", "id", n.cfg.ID, "err", err)
+		for _, w := range a.waiting {
+			w.finish(0, err)
+		}
+		a.waiting = nil
+		return
+	}
+	n.snapshotBusy.Store(true)
+	a.snapshotted = a.meta.Index
+	n.snapJobs <- snapJob{meta: a.meta, view: view, waiters: a.waiting}
+	a.waiting = nil
 }

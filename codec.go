@@ -2,10 +2,12 @@ package raft
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 )
 
 // This file is the TCP transport's wire format: a hand-written encoder and
@@ -29,6 +31,11 @@ import (
 //	         (bit 10 is Reject and carries no value)
 //	entries  if bit 11: uvarint count, then per entry uvarint Index,
 //	         uvarint Term, 1 byte EntryType, uvarint data length, data
+//	chunk    if bit 12 (MsgSnap, MsgSnapResp): uvarint Offset, 1 byte
+//	         whether a snapshot follows; if so its uvarint Index, Term,
+//	         ConfigIndex, Size, 4-byte Checksum, uvarint length and encoded
+//	         Configuration, then the chunk's 4-byte Checksum, uvarint data
+//	         length and data
 //
 // The body must be consumed exactly: trailing bytes are an error, so a
 // frame has one meaning only.
@@ -36,7 +43,7 @@ import (
 // wireVersion is the protocol version this build speaks. A peer with
 // another version is refused at the handshake: bump it on any change to the
 // frame or body layout.
-const wireVersion = 1
+const wireVersion = 2
 
 // frameHeaderSize is the fixed size of a frame header.
 const frameHeaderSize = 6
@@ -66,8 +73,9 @@ const (
 	fReadSeq
 	fReject
 	fEntries
+	fChunk
 
-	fAll = fEntries<<1 - 1
+	fAll = fChunk<<1 - 1
 )
 
 // minEntryWireSize is the smallest encoded entry (four one-byte fields); it
@@ -128,6 +136,9 @@ func appendMessage(dst []byte, m *Message) []byte {
 	if len(m.Entries) > 0 {
 		mask |= fEntries
 	}
+	if m.Chunk != nil {
+		mask |= fChunk
+	}
 	dst = append(dst, byte(m.Type))
 	dst = binary.AppendUvarint(dst, mask)
 	for _, v := range vals {
@@ -135,19 +146,46 @@ func appendMessage(dst []byte, m *Message) []byte {
 			dst = binary.AppendUvarint(dst, v)
 		}
 	}
-	if len(m.Entries) == 0 {
-		return dst
+	if len(m.Entries) > 0 {
+		dst = binary.AppendUvarint(dst, uint64(len(m.Entries)))
+		for i := range m.Entries {
+			e := &m.Entries[i]
+			dst = binary.AppendUvarint(dst, e.Index)
+			dst = binary.AppendUvarint(dst, e.Term)
+			dst = append(dst, byte(e.Type))
+			dst = binary.AppendUvarint(dst, uint64(len(e.Data)))
+			dst = append(dst, e.Data...)
+		}
 	}
-	dst = binary.AppendUvarint(dst, uint64(len(m.Entries)))
-	for i := range m.Entries {
-		e := &m.Entries[i]
-		dst = binary.AppendUvarint(dst, e.Index)
-		dst = binary.AppendUvarint(dst, e.Term)
-		dst = append(dst, byte(e.Type))
-		dst = binary.AppendUvarint(dst, uint64(len(e.Data)))
-		dst = append(dst, e.Data...)
+	if m.Chunk != nil {
+		dst = appendChunk(dst, m.Type == MsgSnap, m.Chunk)
 	}
 	return dst
+}
+
+// appendChunk encodes a snapshot chunk; a MsgSnapResp carries only the
+// offset.
+func appendChunk(dst []byte, withMeta bool, k *SnapshotChunk) []byte {
+	dst = binary.AppendUvarint(dst, k.Offset)
+	if !withMeta {
+		return append(dst, 0)
+	}
+	sn := &k.Meta
+	dst = append(dst, 1)
+	dst = binary.AppendUvarint(dst, sn.Index)
+	dst = binary.AppendUvarint(dst, sn.Term)
+	dst = binary.AppendUvarint(dst, sn.ConfigIndex)
+	dst = binary.AppendUvarint(dst, uint64(sn.Size))
+	dst = binary.BigEndian.AppendUint32(dst, sn.Checksum)
+	var conf []byte // an empty configuration travels as no bytes
+	if len(sn.Config.Servers) > 0 {
+		conf = EncodeConfiguration(sn.Config)
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(conf)))
+	dst = append(dst, conf...)
+	dst = binary.BigEndian.AppendUint32(dst, k.Checksum)
+	dst = binary.AppendUvarint(dst, uint64(len(k.Data)))
+	return append(dst, k.Data...)
 }
 
 // messageFrameSize returns an upper bound of m's frame size, header
@@ -155,6 +193,13 @@ func appendMessage(dst []byte, m *Message) []byte {
 // writing it; the bound is cheap and never lower than the real size.
 func messageFrameSize(m *Message) int {
 	n := frameHeaderSize + 1 + 2 + 10*binary.MaxVarintLen64
+	if k := m.Chunk; k != nil {
+		n += 9*binary.MaxVarintLen64 + 9 + len(k.Data)
+		n += 2*binary.MaxVarintLen64 + len(k.Meta.Config.Servers)*(2*binary.MaxVarintLen64+1)
+		for _, sv := range k.Meta.Config.Servers {
+			n += len(sv.Address)
+		}
+	}
 	if len(m.Entries) == 0 {
 		return n
 	}
@@ -220,6 +265,14 @@ func (r *wireReader) bytes(n uint64, field string) []byte {
 	return b
 }
 
+func (r *wireReader) uint32(field string) uint32 {
+	b := r.bytes(4, field)
+	if b == nil {
+		return 0
+	}
+	return binary.BigEndian.Uint32(b)
+}
+
 func (r *wireReader) uint64(field string) uint64 {
 	b := r.bytes(8, field)
 	if b == nil {
@@ -267,6 +320,12 @@ func decodeMessage(body []byte, m *Message, own bool) error {
 		ents = decodeEntries(&r, ents, own)
 		m.Entries = ents
 	}
+	if mask&fChunk != 0 {
+		if t != MsgSnap && t != MsgSnapResp {
+			return malformed("a %s carries a snapshot chunk", t)
+		}
+		m.Chunk = decodeChunk(&r, own)
+	}
 	if r.err != nil {
 		m.Entries = nil
 		return r.err
@@ -276,6 +335,47 @@ func decodeMessage(body []byte, m *Message, own bool) error {
 		return malformed("%d trailing bytes", r.remaining())
 	}
 	return nil
+}
+
+// decodeChunk reads a snapshot chunk. With own, its data is copied out of
+// the body (the chunk outlives it: a writer goroutine writes it later).
+func decodeChunk(r *wireReader, own bool) *SnapshotChunk {
+	k := &SnapshotChunk{Offset: r.uvarint("chunk offset")}
+	if r.byte("chunk meta flag") == 0 {
+		return k
+	}
+	sn := &k.Meta
+	sn.Index = r.uvarint("snapshot index")
+	sn.Term = r.uvarint("snapshot term")
+	sn.ConfigIndex = r.uvarint("snapshot config index")
+	size := r.uvarint("snapshot size")
+	if size > math.MaxInt64 {
+		r.fail(malformed("snapshot size %d", size))
+		return k
+	}
+	sn.Size = int64(size)
+	sn.Checksum = r.uint32("snapshot checksum")
+	conf := r.bytes(r.uvarint("config length"), "snapshot config")
+	if r.err != nil {
+		return k
+	}
+	if len(conf) > 0 {
+		c, err := DecodeConfiguration(conf)
+		if err != nil {
+			r.fail(malformed("snapshot configuration: %v", err))
+			return k
+		}
+		sn.Config = c
+	}
+	k.Checksum = r.uint32("chunk checksum")
+	k.Data = r.bytes(r.uvarint("chunk length"), "chunk data")
+	if own && len(k.Data) > 0 {
+		k.Data = bytes.Clone(k.Data)
+	}
+	if len(k.Data) == 0 {
+		k.Data = nil
+	}
+	return k
 }
 
 // decodeEntries reads a count and that many entries. The count is checked

@@ -34,7 +34,13 @@ func sampleMessages() map[string]Message {
 		"Heartbeat":     {Type: MsgHeartbeat, From: 1, To: 2, Term: 7, Commit: 103, ReadSeq: 42},
 		"HeartbeatResp": {Type: MsgHeartbeatResp, From: 2, To: 1, Term: 7, ReadSeq: 42},
 		"TimeoutNow":    {Type: MsgTimeoutNow, From: 1, To: 2, Term: 7},
-		"Snap":          {Type: MsgSnap, From: 1, To: 2, Term: 7, Index: 500, LogTerm: 7, Entries: []Entry{{Index: 500, Term: 7, Data: bytes.Repeat([]byte{0xab}, 4096)}}},
+		"Snap": {Type: MsgSnap, From: 1, To: 2, Term: 7, Chunk: &SnapshotChunk{
+			Meta: SnapshotMeta{Index: 500, Term: 6, ConfigIndex: 3, Size: 1 << 20, Checksum: 0xdeadbeef,
+				Config: Configuration{Servers: []Server{{ID: 1, Address: "10.0.0.1:7001"}, {ID: 2, Suffrage: Learner}}}},
+			Offset: 8192, Data: bytes.Repeat([]byte{0xab}, 4096), Checksum: 0x12345678}},
+		"SnapEmpty":   {Type: MsgSnap, From: 1, To: 2, Term: 7, Chunk: &SnapshotChunk{Meta: SnapshotMeta{Index: 1, Term: 1}}},
+		"SnapResp":    {Type: MsgSnapResp, From: 2, To: 1, Term: 7, Index: 500, Chunk: &SnapshotChunk{Offset: 12288}},
+		"SnapRespGap": {Type: MsgSnapResp, From: 2, To: 1, Term: 7, Index: 500, Reject: true, Chunk: &SnapshotChunk{}},
 		"MaxValues": {Type: MsgApp, Group: ^uint64(0), From: NodeID(^uint64(0)), To: 1, Term: ^uint64(0),
 			Index: ^uint64(0), LogTerm: ^uint64(0), Commit: ^uint64(0), ConflictIndex: ^uint64(0),
 			ConflictTerm: ^uint64(0), ReadSeq: ^uint64(0), Reject: true,
@@ -107,6 +113,20 @@ func genMessage(t *rapid.T) Message {
 			Index: u("ei"), Term: u("et"), Type: EntryType(rapid.IntRange(0, 2).Draw(t, "etype")),
 			Data: rapid.SliceOfN(rapid.Byte(), 0, 64).Draw(t, "data"),
 		})
+	}
+	switch m.Type {
+	case MsgSnap:
+		m.Chunk = &SnapshotChunk{
+			Meta: SnapshotMeta{Index: u("si"), Term: u("st"), ConfigIndex: u("sci"),
+				Size: int64(rapid.Uint64Range(0, 1<<62).Draw(t, "size")), Checksum: rapid.Uint32().Draw(t, "crc")},
+			Offset: u("off"), Checksum: rapid.Uint32().Draw(t, "ccrc"),
+			Data: rapid.SliceOfN(rapid.Byte(), 0, 64).Draw(t, "chunk"),
+		}
+		for i := range rapid.IntRange(0, 3).Draw(t, "servers") {
+			m.Chunk.Meta.Config.Servers = append(m.Chunk.Meta.Config.Servers, Server{ID: NodeID(i + 1), Address: rapid.String().Draw(t, "addr")})
+		}
+	case MsgSnapResp:
+		m.Chunk = &SnapshotChunk{Offset: u("held")}
 	}
 	return m
 }

@@ -49,6 +49,15 @@ type coreConfig struct {
 	initialHS       HardState
 	initialConfig   Configuration
 	initialConfigAt uint64
+	// initialSnapshot is the snapshot the state machine was restored from
+	// (zero for none).
+	initialSnapshot SnapshotMeta
+	// snapshotTrailing is how many entries compaction keeps behind a
+	// snapshot; snapshotChunk and snapshotInflight size InstallSnapshot's
+	// chunks and window.
+	snapshotTrailing uint64
+	snapshotChunk    uint64
+	snapshotInflight int
 }
 
 // core is Raft's state transition function. It owns term, vote, role, the
@@ -83,6 +92,14 @@ type core struct {
 	reads   readQueue
 	readSeq uint64
 
+	// snap is the newest snapshot this node holds (taken or installed),
+	// prevSnapIndex the one before it; compacted is how far the log was
+	// last asked to be compacted; recv is the snapshot being received.
+	snap          SnapshotMeta
+	prevSnapIndex uint64
+	compacted     uint64
+	recv          *snapRecv
+
 	// failed is set by a storage error or broken invariant: the core then
 	// stops taking part rather than risk acknowledging lost data.
 	failed error
@@ -115,18 +132,37 @@ type ready struct {
 	// proposalsLost marks that pending proposals above commit can no
 	// longer be acknowledged by this node (it stopped being leader).
 	proposalsLost bool
+	// snapshot, when set, was received from the leader and is now the base
+	// of the log: storage must start after it (before entries are saved)
+	// and the state machine be restored from it (before committed entries
+	// are applied).
+	snapshot *SnapshotMeta
+	// compact, when non-zero, is how far storage may compact the log, once
+	// what the ready persists is saved.
+	compact uint64
+	// snapWrites are chunks of an incoming snapshot to write, in order.
+	snapWrites []SnapshotWrite
 }
 
 func (rd *ready) empty() bool {
 	return !rd.syncHS && len(rd.entries) == 0 && len(rd.messages) == 0 &&
 		len(rd.afterPersist) == 0 && len(rd.committed) == 0 && len(rd.reads) == 0 &&
-		!rd.roleChanged && !rd.leaderChange && len(rd.peerEvents) == 0 && !rd.proposalsLost
+		!rd.roleChanged && !rd.leaderChange && len(rd.peerEvents) == 0 && !rd.proposalsLost &&
+		rd.snapshot == nil && rd.compact == 0 && len(rd.snapWrites) == 0
 }
 
 func newCore(cfg coreConfig, storage Storage) (*core, error) {
-	lg, err := newRaftLog(storage, cfg.initialHS.Commit)
+	lg, err := newRaftLog(storage, cfg.initialHS.Commit, cfg.initialSnapshot.Index)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.snapshotChunk == 0 {
+		cfg.snapshotChunk = DefaultSnapshotChunkSize
+	}
+	cfg.snapshotInflight = max(cfg.snapshotInflight, 1)
+	if sn := cfg.initialSnapshot; sn.ConfigIndex > cfg.initialConfigAt || (cfg.initialConfigAt == 0 && len(sn.Config.Servers) > 0) {
+		// The log after the snapshot holds no newer configuration.
+		cfg.initialConfig, cfg.initialConfigAt = sn.Config, sn.ConfigIndex
 	}
 	c := &core{
 		cfg:         cfg,
@@ -135,6 +171,8 @@ func newCore(cfg coreConfig, storage Storage) (*core, error) {
 		vote:        cfg.initialHS.Vote,
 		log:         lg,
 		persistedHS: cfg.initialHS,
+		snap:        cfg.initialSnapshot,
+		compacted:   lg.firstIndex() - 1,
 	}
 	c.applyConfig(cfg.initialConfig, cfg.initialConfigAt)
 	c.becomeFollower(c.term, None)
@@ -352,6 +390,11 @@ func (c *core) stepFollower(m Message) {
 		c.electionElapsed = 0
 		c.setLeader(m.From)
 		c.handleHeartbeat(m)
+	case MsgSnap:
+		// Each chunk is a sign of the leader's life, like an append.
+		c.electionElapsed = 0
+		c.setLeader(m.From)
+		c.handleSnapshot(m)
 	}
 }
 

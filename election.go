@@ -140,6 +140,9 @@ func (c *core) stepCandidate(m Message) {
 	case MsgHeartbeat:
 		c.becomeFollower(m.Term, m.From)
 		c.handleHeartbeat(m)
+	case MsgSnap:
+		c.becomeFollower(m.Term, m.From)
+		c.handleSnapshot(m)
 	case want:
 		if c.peer(m.From) == nil {
 			return

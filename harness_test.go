@@ -2,6 +2,7 @@ package raft
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -24,6 +25,8 @@ const electionTimeout = time.Second
 type recordingSM struct {
 	mu      sync.Mutex
 	applied []Entry
+	// calls counts Apply calls and restores Restore calls.
+	calls, restores int
 }
 
 func (s *recordingSM) Apply(e Entry) any {
@@ -33,11 +36,75 @@ func (s *recordingSM) Apply(e Entry) any {
 		panic(fmt.Sprintf("applied index %d after %d", e.Index, s.applied[n-1].Index))
 	}
 	s.applied = append(s.applied, e)
+	s.calls++
 	return string(e.Data)
 }
 
-func (s *recordingSM) Snapshot() (StateSnapshot, error) { return nil, errors.New("not supported") }
-func (s *recordingSM) Restore(io.Reader) error          { return errors.New("not supported") }
+// Snapshot captures the applied entries; the slice is append-only, so a
+// copy of its header is a point-in-time view.
+func (s *recordingSM) Snapshot() (StateSnapshot, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return recordedSnapshot(s.applied[:len(s.applied):len(s.applied)]), nil
+}
+
+// Restore replaces the applied entries with a snapshot's; it does not
+// count as applying them (applyCalls).
+func (s *recordingSM) Restore(r io.Reader) error {
+	var ents []Entry
+	for {
+		var hdr [16]byte
+		if _, err := io.ReadFull(r, hdr[:]); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			return err
+		}
+		data := make([]byte, binary.BigEndian.Uint64(hdr[8:]))
+		if _, err := io.ReadFull(r, data); err != nil {
+			return err
+		}
+		ents = append(ents, Entry{Index: binary.BigEndian.Uint64(hdr[:8]), Data: data})
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.applied, s.restores = ents, s.restores+1
+	return nil
+}
+
+// recordedSnapshot is a recordingSM's view: its entries, each written as
+// index, length and data.
+type recordedSnapshot []Entry
+
+func (v recordedSnapshot) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	for _, e := range v {
+		var hdr [16]byte
+		binary.BigEndian.PutUint64(hdr[:8], e.Index)
+		binary.BigEndian.PutUint64(hdr[8:], uint64(len(e.Data)))
+		n, err := w.Write(append(hdr[:], e.Data...))
+		total += int64(n)
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+func (recordedSnapshot) Release() {}
+
+// restoreCalls returns how many snapshots were restored.
+func (s *recordingSM) restoreCalls() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.restores
+}
+
+// applyCalls returns how many entries Apply was given (restores aside).
+func (s *recordingSM) applyCalls() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.calls
+}
 
 // commands returns the data of every applied command, in order.
 func (s *recordingSM) commands() []string {
@@ -68,6 +135,7 @@ type testCluster struct {
 	ids    []NodeID
 	nodes  map[NodeID]*Node
 	stores map[NodeID]*MemoryStorage
+	snaps  map[NodeID]*MemorySnapshotStore
 	sms    map[NodeID]*recordingSM
 	tweak  func(*Config)
 	seed   uint64
@@ -79,6 +147,7 @@ func newCluster(t testing.TB, n int, tweak func(*Config)) *testCluster {
 	c := &testCluster{
 		t: t, net: NewNetwork(uint64(n) * 7919),
 		nodes: map[NodeID]*Node{}, stores: map[NodeID]*MemoryStorage{}, sms: map[NodeID]*recordingSM{},
+		snaps: map[NodeID]*MemorySnapshotStore{},
 		tweak: tweak,
 	}
 	var conf Configuration
@@ -89,6 +158,7 @@ func newCluster(t testing.TB, n int, tweak func(*Config)) *testCluster {
 	}
 	for _, id := range c.ids {
 		c.stores[id] = NewMemoryStorage()
+		c.snaps[id] = NewMemorySnapshotStore()
 		if err := Bootstrap(c.stores[id], conf); err != nil {
 			t.Fatal(err)
 		}
@@ -105,7 +175,7 @@ func (c *testCluster) start(id NodeID) {
 	c.seed++
 	sm := &recordingSM{}
 	cfg := Config{
-		ID: id, Storage: c.stores[id], StateMachine: sm, Transport: c.net.Join(id),
+		ID: id, Storage: c.stores[id], Snapshots: c.snaps[id], StateMachine: sm, Transport: c.net.Join(id),
 		ElectionTimeout: electionTimeout, Logger: discardLogger(),
 		Rand: newSeededSource(uint64(id)*1000 + c.seed),
 	}

@@ -38,6 +38,10 @@ func (c *core) handleHeartbeatResp(p *progress, m Message) {
 		p.readAck = m.ReadSeq
 		c.reads.acked(c)
 	}
+	if p.state == snapshotting {
+		c.snapshotStalled(p)
+		return
+	}
 	if p.match >= c.log.lastIndex() {
 		p.lastHeartbeatMatch = p.match
 		return

@@ -27,6 +27,13 @@ type raftLog struct {
 	committed uint64
 	applying  uint64
 	applied   uint64
+
+	// floor is the last entry of the newest snapshot installed from a
+	// leader. Until storage has caught up with the install, it may still
+	// hold entries the snapshot replaced, so nothing at or below the floor
+	// is read from it: the floor's term comes from here and older entries
+	// are compacted.
+	floorIndex, floorTerm uint64
 }
 
 // errLogCorrupt reports a violation of Raft's log invariants (for example a
@@ -34,7 +41,9 @@ type raftLog struct {
 // diverge.
 var errLogCorrupt = errors.New("raft: log invariant violated")
 
-func newRaftLog(s Storage, committed uint64) (*raftLog, error) {
+// newRaftLog opens the log storage holds, whose state machine was restored
+// from a snapshot ending at applied (0 for none).
+func newRaftLog(s Storage, committed, applied uint64) (*raftLog, error) {
 	first, err := s.FirstIndex()
 	if err != nil {
 		return nil, err
@@ -43,21 +52,23 @@ func newRaftLog(s Storage, committed uint64) (*raftLog, error) {
 	if err != nil {
 		return nil, err
 	}
-	if committed > last {
-		committed = last
+	// Entries up to the compaction point are in a snapshot, so applied.
+	applied = max(applied, first-1)
+	if applied > last {
+		return nil, fmt.Errorf("%w: the state machine is at %d but the log ends at %d", errLogCorrupt, applied, last)
 	}
+	committed = max(min(committed, last), applied)
 	l := &raftLog{storage: s, offset: last + 1, inProgress: last, committed: committed}
-	// Entries up to the compaction point are applied (they are in a snapshot).
-	l.applying, l.applied = first-1, first-1
+	l.applying, l.applied = applied, applied
 	return l, nil
 }
 
 func (l *raftLog) firstIndex() uint64 {
 	i, err := l.storage.FirstIndex()
 	if err != nil {
-		return l.offset
+		i = l.offset
 	}
-	return i
+	return max(i, l.floorIndex+1)
 }
 
 func (l *raftLog) lastIndex() uint64 {
@@ -77,6 +88,12 @@ func (l *raftLog) lastTerm() uint64 {
 
 // term returns the term of the entry at i; storage errors pass through.
 func (l *raftLog) term(i uint64) (uint64, error) {
+	if i <= l.floorIndex {
+		if i == l.floorIndex {
+			return l.floorTerm, nil
+		}
+		return 0, ErrCompacted
+	}
 	if i >= l.offset {
 		if i-l.offset < uint64(len(l.unstable)) {
 			return l.unstable[i-l.offset].Term, nil
@@ -107,6 +124,9 @@ func (l *raftLog) isUpToDate(index, term uint64) bool {
 func (l *raftLog) entries(lo, hi, maxBytes uint64) ([]Entry, error) {
 	if lo >= hi {
 		return nil, nil
+	}
+	if lo <= l.floorIndex {
+		return nil, ErrCompacted
 	}
 	if lo >= l.offset {
 		return limitSize(l.unstable[lo-l.offset:hi-l.offset:hi-l.offset], maxBytes), nil
@@ -185,6 +205,36 @@ func (l *raftLog) truncateAndAppend(ents []Entry) {
 	if l.inProgress >= first {
 		l.inProgress = first - 1
 	}
+}
+
+// restore makes the log start after a snapshot received from the leader,
+// whose index is past the commit index. A log that holds the snapshot's
+// last entry keeps the entries after it (they match the leader's: no
+// reason to fetch them again, and dropping them could loop, as a leader
+// sends a snapshot only to a follower that lacks entries); any other log is
+// replaced by the snapshot. The owner then makes storage agree
+// (Storage.InstallSnapshot) and restores the state machine.
+func (l *raftLog) restore(meta SnapshotMeta) {
+	if meta.Index < l.lastIndex() && l.matchTerm(meta.Index, meta.Term) {
+		if meta.Index >= l.offset {
+			// Entries up to the snapshot need no saving any more.
+			n := meta.Index + 1 - l.offset
+			l.unstable = l.unstable[n:]
+			l.offset = meta.Index + 1
+			l.inProgress = max(l.inProgress, meta.Index)
+		}
+	} else {
+		l.unstable = nil
+		l.offset = meta.Index + 1
+		l.inProgress = meta.Index
+	}
+	l.floorIndex, l.floorTerm = meta.Index, meta.Term
+	if bugInstallOldSnapshot {
+		l.committed = meta.Index // planted bug: may go back
+	} else {
+		l.committed = max(l.committed, meta.Index)
+	}
+	l.applying = meta.Index
 }
 
 // toPersist returns the unstable entries not yet handed to the appender and

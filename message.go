@@ -92,8 +92,12 @@ const (
 	// MsgTimeoutNow tells a follower to campaign at once (leadership
 	// transfer); reserved for that feature.
 	MsgTimeoutNow
-	// MsgSnap carries a snapshot (InstallSnapshot); reserved for snapshots.
+	// MsgSnap carries one chunk of a snapshot (InstallSnapshot) to a
+	// follower that needs entries the leader has compacted away.
 	MsgSnap
+	// MsgSnapResp answers MsgSnap with how many bytes of the snapshot the
+	// follower holds; once installed, the follower answers MsgAppResp.
+	MsgSnapResp
 
 	msgTypeCount // keep last: bounds checks when decoding
 )
@@ -102,7 +106,7 @@ var msgTypeNames = [...]string{
 	MsgVote: "Vote", MsgVoteResp: "VoteResp", MsgPreVote: "PreVote",
 	MsgPreVoteResp: "PreVoteResp", MsgApp: "App", MsgAppResp: "AppResp",
 	MsgHeartbeat: "Heartbeat", MsgHeartbeatResp: "HeartbeatResp",
-	MsgTimeoutNow: "TimeoutNow", MsgSnap: "Snap",
+	MsgTimeoutNow: "TimeoutNow", MsgSnap: "Snap", MsgSnapResp: "SnapResp",
 }
 
 // String returns the message type's name.
@@ -152,6 +156,27 @@ type Message struct {
 	// ReadSeq numbers heartbeat rounds; a response echoes it, so the leader
 	// knows which rounds a quorum confirmed (ReadIndex).
 	ReadSeq uint64
+
+	// Chunk is a MsgSnap's piece of a snapshot; in a MsgSnapResp it says
+	// how many bytes of the snapshot at Index the follower holds. A pointer
+	// keeps Message small on the hot path, where it is always nil.
+	Chunk *SnapshotChunk
+}
+
+// SnapshotChunk is one piece of a snapshot in transfer.
+type SnapshotChunk struct {
+	// Meta names the snapshot (MsgSnap only).
+	Meta SnapshotMeta
+	// Offset is where the chunk starts in the snapshot's bytes; in a
+	// MsgSnapResp, how many bytes the follower holds, which is where it
+	// wants the next chunk to start.
+	Offset uint64
+	// Length is the size of the chunk a MsgSnap from a Core asks its
+	// driver to read into Data before sending; it does not travel.
+	Length uint64
+	// Data is the chunk's bytes and Checksum their CRC-32C.
+	Data     []byte
+	Checksum uint32
 }
 
 // String formats the message for logs and traces.
@@ -166,13 +191,18 @@ func (m Message) String() string {
 	if m.ReadSeq != 0 {
 		s += fmt.Sprintf(" rs%d", m.ReadSeq)
 	}
+	if k := m.Chunk; k != nil && m.Type == MsgSnap {
+		s += fmt.Sprintf(" snap%d/%d@%d+%d", k.Meta.Index, k.Meta.Term, k.Offset, max(k.Length, uint64(len(k.Data))))
+	} else if k != nil {
+		s += fmt.Sprintf(" snap%d@%d", m.Index, k.Offset)
+	}
 	return s
 }
 
 // isResponse reports whether the message answers another one.
 func (t MessageType) isResponse() bool {
 	switch t {
-	case MsgVoteResp, MsgPreVoteResp, MsgAppResp, MsgHeartbeatResp:
+	case MsgVoteResp, MsgPreVoteResp, MsgAppResp, MsgHeartbeatResp, MsgSnapResp:
 		return true
 	}
 	return false
@@ -222,6 +252,31 @@ func (m *Message) check() error {
 			}
 			prevTerm = e.Term
 		}
+	case MsgSnap:
+		return m.checkSnapshot()
+	case MsgSnapResp:
+		if m.Chunk == nil {
+			return fmt.Errorf("%w: snapshot answer without progress", errMalformedMessage)
+		}
+	}
+	return nil
+}
+
+// checkSnapshot refuses a chunk no correct leader sends: one without a
+// snapshot, of a snapshot from a later term than the leader's, or lying
+// outside the snapshot's bytes.
+func (m *Message) checkSnapshot() error {
+	if m.Chunk == nil {
+		return fmt.Errorf("%w: snapshot message without a chunk", errMalformedMessage)
+	}
+	k, sn := m.Chunk, &m.Chunk.Meta
+	switch {
+	case sn.Index == 0 || sn.Term == 0 || sn.Term > m.Term:
+		return fmt.Errorf("%w: snapshot at index %d of term %d from a leader of term %d", errMalformedMessage, sn.Index, sn.Term, m.Term)
+	case sn.Size < 0 || k.Offset > uint64(sn.Size) || uint64(len(k.Data)) > uint64(sn.Size)-k.Offset:
+		return fmt.Errorf("%w: chunk [%d, +%d) outside a snapshot of %d bytes", errMalformedMessage, k.Offset, len(k.Data), sn.Size)
+	case sn.ConfigIndex > sn.Index:
+		return fmt.Errorf("%w: snapshot at %d holds a configuration from %d", errMalformedMessage, sn.Index, sn.ConfigIndex)
 	}
 	return nil
 }

@@ -59,6 +59,8 @@ func (n *Node) handleOne(recv <-chan Message, wait bool) bool {
 		n.takePersisted()
 	case <-n.appliedNotify:
 		n.takeApplied()
+	case r := <-n.snapReports:
+		n.takeSnapReport(r)
 	case reply := <-n.statusc:
 		reply <- n.status()
 	}
@@ -110,6 +112,12 @@ func (n *Node) pollOne(recv <-chan Message) bool {
 	select {
 	case <-n.electionTicks:
 		n.core.tickElection()
+		return true
+	default:
+	}
+	select {
+	case r := <-n.snapReports:
+		n.takeSnapReport(r)
 		return true
 	default:
 	}
@@ -209,8 +217,15 @@ func (n *Node) dispatch(rd ready) bool {
 	for i := range rd.messages {
 		n.send(rd.messages[i])
 	}
-	if len(rd.committed) > 0 {
-		if !n.handToApplier(rd.committed) {
+	for _, w := range rd.snapWrites {
+		select {
+		case n.snapWrites <- w:
+		case <-n.ctx.Done():
+			return false
+		}
+	}
+	if rd.snapshot != nil || len(rd.committed) > 0 {
+		if !n.handToApplier(rd.snapshot, rd.committed) {
 			return false
 		}
 	}
@@ -238,10 +253,10 @@ func (n *Node) dispatch(rd ready) bool {
 // must be durable before any message carrying it leaves, so then it waits.
 // It returns false if the node is shutting down.
 func (n *Node) saveViaAppender(rd *ready) bool {
-	if !rd.syncHS && len(rd.entries) == 0 && len(rd.afterPersist) == 0 {
+	if !rd.syncHS && len(rd.entries) == 0 && len(rd.afterPersist) == 0 && rd.snapshot == nil && rd.compact == 0 {
 		return true
 	}
-	b := &writeBatch{hs: rd.hardState, entries: rd.entries, after: rd.afterPersist}
+	b := &writeBatch{hs: rd.hardState, entries: rd.entries, after: rd.afterPersist, snapshot: rd.snapshot, compact: rd.compact}
 	if rd.syncHS {
 		b.done = make(chan error, 1)
 	}
@@ -270,14 +285,20 @@ func (n *Node) saveViaAppender(rd *ready) bool {
 // round takes the report without a goroutine hand-off. Only for storage
 // whose Save is cheap (MemoryStorage).
 func (n *Node) saveInline(rd *ready) {
-	if !rd.syncHS && len(rd.entries) == 0 && len(rd.afterPersist) == 0 {
+	if !rd.syncHS && len(rd.entries) == 0 && len(rd.afterPersist) == 0 && rd.snapshot == nil && rd.compact == 0 {
 		return
 	}
 	n.persistMu.Lock()
 	err := n.persistErr
 	n.persistMu.Unlock()
+	if err == nil && rd.snapshot != nil {
+		err = n.cfg.Storage.InstallSnapshot(rd.snapshot.Index, rd.snapshot.Term)
+	}
 	if err == nil && (len(rd.entries) > 0 || !rd.hardState.IsZero()) {
 		err = n.cfg.Storage.Save(rd.hardState, rd.entries)
+	}
+	if err == nil && rd.compact > 0 {
+		err = n.compactStorage(rd.compact)
 	}
 	if err != nil {
 		n.core.fail(fmt.Errorf("%w: %w", ErrStorageFailed, err))
@@ -291,8 +312,17 @@ func (n *Node) saveInline(rd *ready) {
 }
 
 // send hands m to its peer's sender, or the transport, without blocking.
+// A snapshot chunk goes to the snapshot sender, which reads its bytes.
 func (n *Node) send(m Message) {
 	m.Group = n.cfg.Group
+	if m.Type == MsgSnap && m.Chunk != nil && m.Chunk.Data == nil {
+		select {
+		case n.snapSends <- m:
+		default:
+			n.sendDropped.Add(1) // the transfer resends what is lost
+		}
+		return
+	}
 	if n.direct != nil {
 		if err := n.direct.trySend(m); errors.Is(err, errLaneFull) {
 			n.sendDropped.Add(1)
@@ -311,13 +341,15 @@ func (n *Node) send(m Message) {
 
 // handToApplier sends committed entries, with the waiters of the proposals
 // among them, to the applier.
-func (n *Node) handToApplier(ents []Entry) bool {
-	last := ents[len(ents)-1].Index
+func (n *Node) handToApplier(snapshot *SnapshotMeta, ents []Entry) bool {
+	b := applyBatch{snapshot: snapshot, entries: ents}
 	k := 0
-	for k < len(n.pending) && n.pending[k].index <= last {
-		k++
+	if len(ents) > 0 {
+		last := ents[len(ents)-1].Index
+		for k < len(n.pending) && n.pending[k].index <= last {
+			k++
+		}
 	}
-	b := applyBatch{entries: ents}
 	if k > 0 {
 		b.waiters = make([]*proposal, k)
 		copy(b.waiters, n.pending[:k])
@@ -393,6 +425,7 @@ func (n *Node) status() Status {
 	st := Status{
 		ID: n.cfg.ID, Role: c.role, Term: c.term, Vote: c.vote, Leader: c.leader,
 		Commit: c.log.committed, Applied: n.applied.Load(), LastIndex: c.log.lastIndex(),
+		FirstIndex: c.log.firstIndex(), SnapshotIndex: c.snap.Index,
 		Config: Configuration{Servers: append([]Server(nil), c.config.Servers...)},
 		Err:    c.failed,
 		Metrics: Metrics{
@@ -406,8 +439,12 @@ func (n *Node) status() Status {
 	if c.role == Leader {
 		st.Peers = make(map[NodeID]PeerStatus, len(c.peers))
 		for _, p := range c.peers {
-			st.Peers[p.id] = PeerStatus{Match: p.match, Next: p.next, State: p.state.String(),
+			ps := PeerStatus{Match: p.match, Next: p.next, State: p.state.String(),
 				Inflight: p.inflight.count, Unreachable: p.unreachable}
+			if p.state == snapshotting {
+				ps.SnapshotSent, ps.SnapshotSize = p.snap.acked, uint64(p.snap.meta.Size)
+			}
+			st.Peers[p.id] = ps
 		}
 	}
 	return st

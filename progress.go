@@ -10,11 +10,17 @@ const (
 	// replicating: the peer's log matches up to Match; the leader streams
 	// appends optimistically, up to the inflight window.
 	replicating
+	// snapshotting: the peer needs entries the leader has compacted; the
+	// leader streams it a snapshot in chunks (snapshot_transfer.go).
+	snapshotting
 )
 
 func (s progressState) String() string {
-	if s == replicating {
+	switch s {
+	case replicating:
 		return "replicate"
+	case snapshotting:
+		return "snapshot"
 	}
 	return "probe"
 }
@@ -43,9 +49,12 @@ type progress struct {
 	// lastHeartbeatMatch is match as of the previous heartbeat answer; no
 	// change over a round while behind means an append was lost.
 	lastHeartbeatMatch uint64
+	// snap is the snapshot transfer, while snapshotting.
+	snap snapSend
 }
 
 func (p *progress) becomeProbe() {
+	p.snap = snapSend{}
 	p.state = probing
 	p.probeSent = false
 	p.inflight.reset()
@@ -61,8 +70,11 @@ func (p *progress) becomeReplicate() {
 
 // paused reports whether the leader must not send this peer more entries now.
 func (p *progress) paused() bool {
-	if p.state == probing {
+	switch p.state {
+	case probing:
 		return p.probeSent
+	case snapshotting:
+		return true // entries wait until the snapshot is installed
 	}
 	return p.inflight.full()
 }

@@ -22,6 +22,29 @@ type Config struct {
 	Storage      Storage
 	StateMachine StateMachine
 	Transport    Transport
+	// Snapshots keeps the node's snapshots (package snapstore for files).
+	// Required with durable Storage; with a MemoryStorage it defaults to a
+	// MemorySnapshotStore.
+	Snapshots SnapshotStore
+
+	// SnapshotEntries: a snapshot is taken once this many entries were
+	// applied since the last one. Default 8192; negative turns automatic
+	// snapshots off (Node.Snapshot still takes them).
+	SnapshotEntries int
+	// SnapshotBytes: a snapshot is also taken once the entries applied
+	// since the last one carry this many bytes of commands. Default 0: off.
+	SnapshotBytes int64
+	// SnapshotTrailing is how many entries compaction keeps behind a
+	// snapshot, so a follower a little behind catches up by appends
+	// instead of a whole snapshot. Default 10240; negative keeps none.
+	// The log is never compacted past the previous snapshot either, so a
+	// corrupt newest snapshot can fall back on the one before it.
+	SnapshotTrailing int
+	// SnapshotChunkSize is the size of one InstallSnapshot chunk (default
+	// 1 MiB, at most 32 MiB) and MaxSnapshotInflight how many chunks may
+	// be in flight to one follower (default 4).
+	SnapshotChunkSize   int
+	MaxSnapshotInflight int
 
 	// ElectionTimeout is the base election timeout T; followers wait a
 	// random time in [T, 2T) without hearing from a leader before
@@ -83,6 +106,26 @@ func (c *Config) setDefaults() {
 	if c.MaxProposalBatch == 0 {
 		c.MaxProposalBatch = 1024
 	}
+	if c.Snapshots == nil {
+		if _, ok := c.Storage.(*MemoryStorage); ok {
+			c.Snapshots = NewMemorySnapshotStore()
+		}
+	}
+	if c.SnapshotEntries == 0 {
+		c.SnapshotEntries = DefaultSnapshotEntries
+	}
+	switch {
+	case c.SnapshotTrailing == 0:
+		c.SnapshotTrailing = DefaultSnapshotTrailing
+	case c.SnapshotTrailing < 0:
+		c.SnapshotTrailing = 0
+	}
+	if c.SnapshotChunkSize == 0 {
+		c.SnapshotChunkSize = DefaultSnapshotChunkSize
+	}
+	if c.MaxSnapshotInflight == 0 {
+		c.MaxSnapshotInflight = 4
+	}
 	if c.Clock == nil {
 		c.Clock = realClock{}
 	}
@@ -111,9 +154,28 @@ func (c *Config) validate() error {
 		return errors.New("raft: Config.HeartbeatInterval must be positive and at most half of ElectionTimeout")
 	case c.MaxInflightMsgs < 1 || c.MaxEntriesPerMsg < 1 || c.MaxProposalBatch < 1:
 		return errors.New("raft: Config limits must be positive")
+	case c.Snapshots == nil:
+		return errors.New("raft: Config.Snapshots is required with durable storage (snapstore.Open keeps snapshots in files), or the log could never be compacted")
+	case c.SnapshotBytes < 0:
+		return errors.New("raft: Config.SnapshotBytes must not be negative (0 turns the byte threshold off)")
+	case c.SnapshotChunkSize < 1<<10 || c.SnapshotChunkSize > maxSnapshotChunkSize:
+		return fmt.Errorf("raft: Config.SnapshotChunkSize must be between 1 KiB and %d MiB", maxSnapshotChunkSize>>20)
+	case c.MaxSnapshotInflight < 1:
+		return errors.New("raft: Config.MaxSnapshotInflight must be positive")
 	}
 	return nil
 }
+
+// Snapshot policy defaults, in the range hashicorp/raft and etcd use.
+const (
+	DefaultSnapshotEntries  = 8192
+	DefaultSnapshotTrailing = 10240
+	// DefaultSnapshotChunkSize is the size of one InstallSnapshot chunk.
+	DefaultSnapshotChunkSize = 1 << 20
+	// maxSnapshotChunkSize keeps a chunk well inside the TCP transport's
+	// default frame limit.
+	maxSnapshotChunkSize = 32 << 20
+)
 
 // Bootstrap writes the initial configuration into empty storage, as entry 1
 // of term 1. Every initial voter is bootstrapped with the same configuration
@@ -155,7 +217,12 @@ type Status struct {
 	Commit    uint64
 	Applied   uint64
 	LastIndex uint64
-	Config    Configuration
+	// FirstIndex is the first entry still in the log (the ones before it
+	// were compacted behind a snapshot); SnapshotIndex is the last entry
+	// the newest snapshot holds (0 for none).
+	FirstIndex    uint64
+	SnapshotIndex uint64
+	Config        Configuration
 	// Peers is the leader's replication state per peer; empty elsewhere.
 	Peers map[NodeID]PeerStatus
 	// Err is set once the node stopped because its storage failed.
@@ -167,9 +234,13 @@ type Status struct {
 type PeerStatus struct {
 	Match       uint64
 	Next        uint64
-	State       string // "probe" or "replicate"
+	State       string // "probe", "replicate" or "snapshot"
 	Inflight    int
 	Unreachable bool
+	// SnapshotSent and SnapshotSize: in state "snapshot", how many bytes
+	// of the snapshot the peer confirmed holding, out of how many.
+	SnapshotSent uint64
+	SnapshotSize uint64
 }
 
 // Metrics counts what a node dropped or refused, so trouble is visible.
@@ -203,6 +274,22 @@ type Node struct {
 	applyCh       chan applyBatch  // owner → applier, 128
 	persistNotify chan struct{}
 	appliedNotify chan struct{}
+
+	// Snapshot actors (snapshot_node.go): views to write, chunks to send
+	// and to write, their reports, and Snapshot calls for the applier.
+	snapJobs       chan snapJob
+	snapSends      chan Message
+	snapWrites     chan SnapshotWrite
+	snapReports    chan snapReport
+	snapRequests   chan *snapRequest
+	snapWriterIdle chan struct{}
+	// snapshotBusy is set while a snapshot is written; durableSnapshot is
+	// the newest snapshot's index.
+	snapshotBusy      atomic.Bool
+	durableSnapshot   atomic.Uint64
+	snapshotsTaken    atomic.Uint64
+	snapshotsReceived atomic.Uint64
+	compactions       atomic.Uint64
 
 	persistMu   sync.Mutex
 	persistedAt logPosition // latest durable log end, from the appender
@@ -255,9 +342,16 @@ func NewNode(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("raft: reading hard state: %w", err)
 	}
+	restored, err := recoverSnapshot(&cfg)
+	if err != nil {
+		return nil, err
+	}
 	conf, confAt, err := latestConfiguration(cfg.Storage)
 	if err != nil {
 		return nil, err
+	}
+	if restored.ConfigIndex > confAt {
+		conf, confAt = restored.Config, restored.ConfigIndex
 	}
 	if confAt == 0 {
 		cfg.Logger.Warn("raft: no configuration in storage; waiting for a leader to add this node", "id", cfg.ID)
@@ -276,6 +370,11 @@ func NewNode(cfg Config) (*Node, error) {
 		initialHS:       hs,
 		initialConfig:   conf,
 		initialConfigAt: confAt,
+
+		initialSnapshot:  restored,
+		snapshotTrailing: uint64(cfg.SnapshotTrailing),
+		snapshotChunk:    uint64(cfg.SnapshotChunkSize),
+		snapshotInflight: cfg.MaxSnapshotInflight,
 	}, cfg.Storage)
 	if err != nil {
 		return nil, fmt.Errorf("raft: opening log: %w", err)
@@ -293,26 +392,38 @@ func NewNode(cfg Config) (*Node, error) {
 		applyCh:       make(chan applyBatch, 128),
 		persistNotify: make(chan struct{}, 1),
 		appliedNotify: make(chan struct{}, 1),
-		senders:       make(map[NodeID]*peerSender),
-		readWaiters:   make(map[uint64]*readWaiter),
-		ctx:           ctx,
-		cancel:        cancel,
+
+		snapJobs:       make(chan snapJob, 1),
+		snapSends:      make(chan Message, 64),
+		snapWrites:     make(chan SnapshotWrite, 16),
+		snapReports:    make(chan snapReport, 4),
+		snapRequests:   make(chan *snapRequest),
+		snapWriterIdle: make(chan struct{}, 1),
+
+		senders:     make(map[NodeID]*peerSender),
+		readWaiters: make(map[uint64]*readWaiter),
+		ctx:         ctx,
+		cancel:      cancel,
 	}
 	n.direct, _ = cfg.Transport.(directSender)
 	_, n.inlineSave = cfg.Storage.(*MemoryStorage)
 	n.applied.Store(core.log.applied)
+	n.durableSnapshot.Store(restored.Index)
 	n.persistedAt = logPosition{index: core.log.stableIndex(), term: core.log.lastTerm()}
 	for _, s := range conf.Servers {
 		n.ensureSender(s.ID)
 	}
-	n.start()
+	n.start(restored)
 	return n, nil
 }
 
 // start launches the actors. Each stops when ctx is cancelled.
-func (n *Node) start() {
+func (n *Node) start(restored SnapshotMeta) {
 	done := n.ctx.Done()
-	n.wg.Add(5)
+	n.wg.Add(8)
+	go func() { defer n.wg.Done(); n.runSnapshotWriter() }()
+	go func() { defer n.wg.Done(); n.runSnapshotSender() }()
+	go func() { defer n.wg.Done(); n.runSnapshotReceiver() }()
 	go func() { defer n.wg.Done(); n.run() }()
 	go func() {
 		defer n.wg.Done()
@@ -320,7 +431,7 @@ func (n *Node) start() {
 	}()
 	go func() { defer n.wg.Done(); heartbeatTimer(n.cfg.Clock, n.cfg.HeartbeatInterval, n.heartbeats, done) }()
 	go func() { defer n.wg.Done(); n.runAppender() }()
-	go func() { defer n.wg.Done(); n.runApplier() }()
+	go func() { defer n.wg.Done(); n.runApplier(restored) }()
 }
 
 // ensureSender starts the sender actor for a peer if it has none.

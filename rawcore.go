@@ -17,6 +17,32 @@ import (
 // HardState (and Entries) are durable before any of Messages leave; and
 // AfterPersist messages leave only once Entries are durable, after which the
 // driver calls Persisted with the last entry's index and term.
+//
+// Snapshots add these (snapshot_transfer.go explains the protocol):
+//
+//   - Taking one: the driver captures its state machine after applying up
+//     to some index, describing it with a SnapshotMeta it kept current
+//     with SnapshotMeta.Advance for every applied entry, writes it to its
+//     SnapshotStore, and once that is durable calls SnapshotTaken. The
+//     core answers with Ready.Compact, which the driver carries out
+//     (Storage.Compact) after persisting the same Ready's Entries.
+//   - Sending one: a MsgSnap in Messages has a Chunk with Data nil; the
+//     driver reads Chunk.Length bytes at Chunk.Offset of the snapshot
+//     Chunk.Meta from its store into a copy of the chunk, with Checksum,
+//     then sends it. If it cannot (the store no longer has it), it calls
+//     SnapshotSendFailed.
+//   - Receiving one: each of Ready.SnapshotWrites is written, in order, to
+//     the snapshot being received (Offset 0 starts a new one, dropping any
+//     partial one), and its Ack sent once written. After the Last one, the
+//     driver checks the snapshot's size and checksum, commits it to its
+//     store and calls SnapshotReceived (with the error, if any step
+//     failed, also for an earlier chunk).
+//   - Installing one: when Ready.Snapshot is set, the driver makes storage
+//     start after it (Storage.InstallSnapshot) before saving the Ready's
+//     HardState and Entries, and restores the state machine from it before
+//     applying the Ready's Committed entries; then calls Applied.
+//   - Restarting: the driver restores the state machine from its newest
+//     good snapshot and passes its meta as CoreConfig.Snapshot.
 type Core struct {
 	c *core
 }
@@ -34,6 +60,15 @@ type CoreConfig struct {
 	MaxBytesPerMsg     uint64
 	// MaxApplyBytes bounds the committed entries one Ready carries.
 	MaxApplyBytes uint64
+	// Snapshot is the snapshot the driver restored the state machine from
+	// (zero for none); the log must hold, or start right after, its last
+	// entry.
+	Snapshot SnapshotMeta
+	// SnapshotTrailing, SnapshotChunkSize and MaxSnapshotInflight are as
+	// in Config (zero: no trailing entries, 1 MiB chunks, 4 in flight).
+	SnapshotTrailing    uint64
+	SnapshotChunkSize   uint64
+	MaxSnapshotInflight int
 	// Rand drives election timeouts; set it for reproducible runs.
 	// Default: a source seeded with ID.
 	Rand   rand.Source
@@ -62,6 +97,15 @@ type Ready struct {
 	ProposalsLost bool
 	// Events are role, leader and peer reachability changes.
 	Events []Event
+	// Snapshot, when set, is a snapshot received from the leader, now the
+	// base of the log: storage must start after it and the state machine
+	// be restored from it (see Core).
+	Snapshot *SnapshotMeta
+	// Compact, when non-zero, is how far the log may be compacted once
+	// this Ready's Entries are persisted.
+	Compact uint64
+	// SnapshotWrites are chunks of an incoming snapshot to write in order.
+	SnapshotWrites []SnapshotWrite
 }
 
 // ReadState answers Core.ReadIndex: the read may be served once the state
@@ -102,12 +146,17 @@ func NewCore(cfg CoreConfig, s Storage) (*Core, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.MaxSnapshotInflight == 0 {
+		cfg.MaxSnapshotInflight = 4
+	}
 	c, err := newCore(coreConfig{
 		id: cfg.ID, electionTicks: cfg.ElectionTicks,
 		preVote: !cfg.DisablePreVote, checkQuorum: !cfg.DisableCheckQuorum,
 		maxMsgBytes: def.MaxBytesPerMsg, maxMsgEntries: def.MaxEntriesPerMsg, maxInflight: def.MaxInflightMsgs,
 		maxApplyBytes: cfg.MaxApplyBytes, rand: rand.New(cfg.Rand), logger: cfg.Logger,
 		initialHS: hs, initialConfig: conf, initialConfigAt: at,
+		initialSnapshot: cfg.Snapshot, snapshotTrailing: cfg.SnapshotTrailing,
+		snapshotChunk: cfg.SnapshotChunkSize, snapshotInflight: cfg.MaxSnapshotInflight,
 	}, s)
 	if err != nil {
 		return nil, err
@@ -151,6 +200,19 @@ func (c *Core) Persisted(index, term uint64) { c.c.persisted(index, term) }
 // Applied reports the state machine applied every entry up to index.
 func (c *Core) Applied(index uint64) { c.c.appliedTo(index) }
 
+// SnapshotTaken reports that a snapshot of the state machine is durable in
+// the driver's store.
+func (c *Core) SnapshotTaken(meta SnapshotMeta) { c.c.snapshotTaken(meta) }
+
+// SnapshotReceived reports that the snapshot whose last chunk the driver
+// wrote is verified and durable in its store (err nil), or that writing or
+// verifying it failed.
+func (c *Core) SnapshotReceived(meta SnapshotMeta, err error) { c.c.snapshotReceived(meta, err) }
+
+// SnapshotSendFailed reports that the driver could not read the chunk of a
+// MsgSnap to peer to from its store.
+func (c *Core) SnapshotSendFailed(to NodeID, meta SnapshotMeta) { c.c.snapshotSendFailed(to, meta) }
+
 // Ready returns what the core wants done since the last call.
 func (c *Core) Ready() Ready {
 	rd := c.c.takeReady()
@@ -158,6 +220,7 @@ func (c *Core) Ready() Ready {
 		HardState: rd.hardState, MustSync: rd.syncHS, Entries: rd.entries,
 		Messages: rd.messages, AfterPersist: rd.afterPersist, Committed: rd.committed,
 		ProposalsLost: rd.proposalsLost, Events: rd.peerEvents,
+		Snapshot: rd.snapshot, Compact: rd.compact, SnapshotWrites: rd.snapWrites,
 	}
 	for _, r := range rd.reads {
 		out.Reads = append(out.Reads, ReadState{ID: r.id, Index: r.index, Lost: r.lost})
@@ -177,6 +240,7 @@ func (c *Core) Status() Status {
 	return Status{
 		ID: k.id, Role: k.role, Term: k.term, Vote: k.vote, Leader: k.leader,
 		Commit: k.log.committed, Applied: k.log.applied, LastIndex: k.log.lastIndex(),
+		FirstIndex: k.log.firstIndex(), SnapshotIndex: k.snap.Index,
 		Config: k.config, Err: k.failed,
 	}
 }

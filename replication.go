@@ -46,14 +46,21 @@ func (c *core) sendAppend(p *progress, force bool) bool {
 	}
 	prev := p.next - 1
 	prevTerm, err := c.log.term(prev)
+	if isCompacted(err) {
+		// The peer needs entries the log no longer holds: a snapshot.
+		c.startSnapshot(p)
+		return false
+	}
 	if err != nil {
-		// The entry was compacted: catching this peer up needs a snapshot,
-		// which this build cannot send yet. Keep probing; log once per try.
 		c.cfg.logger.Warn("raft: cannot replicate to peer", "peer", p.id, "next", p.next, "err", err)
 		p.probeSent = true
 		return false
 	}
 	ents, err := c.log.entries(p.next, last+1, c.cfg.maxMsgBytes)
+	if isCompacted(err) {
+		c.startSnapshot(p) // compacted since the term was read
+		return false
+	}
 	if err != nil {
 		c.fail(fmt.Errorf("raft: reading entries for peer %d: %w", p.id, err))
 		return false
@@ -122,6 +129,8 @@ func (c *core) stepLeader(m Message) {
 		c.handleAppendResp(p, m)
 	case MsgHeartbeatResp:
 		c.handleHeartbeatResp(p, m)
+	case MsgSnapResp:
+		c.handleSnapshotResp(p, m)
 	}
 }
 
@@ -131,6 +140,17 @@ func (c *core) handleAppendResp(p *progress, m Message) {
 		// This term's appends all came from our log, which we never
 		// truncate while leading: the peer answers something never sent.
 		c.reject(m, fmt.Errorf("%w: answers index %d beyond the leader's last %d", errMalformedMessage, m.Index, last))
+		return
+	}
+	if p.state == snapshotting {
+		// An install finished (or the follower had the entries): go on
+		// from its match. Refusals answer appends sent before the transfer.
+		if !m.Reject && p.acked(m.Index) {
+			c.maybeCommit()
+		}
+		if !m.Reject && c.snapshotSent(p) {
+			c.sendAppends(p)
+		}
 		return
 	}
 	if m.Reject {

@@ -49,9 +49,17 @@ type Storage interface {
 	// not keep the entries slice itself (copy or encode the entries).
 	Save(hs HardState, entries []Entry) error
 	// Compact discards the entries up to and including index, keeping
-	// index's term for Term(index). Snapshots call it after the state
-	// machine's state up to index is safe elsewhere.
+	// index's term for Term(index). The node calls it once a snapshot
+	// holding the state up to index (and a little beyond) is durable.
 	Compact(index uint64) error
+	// InstallSnapshot makes the log start after a snapshot's last entry
+	// (index, term), once the snapshot is durable in the snapshot store:
+	// when the log holds that entry, the entries up to it are dropped as
+	// by Compact and the later ones kept; otherwise every entry is dropped
+	// and Term(index) returns term, FirstIndex index+1 and LastIndex
+	// index. It is durable on return. It is called in order with Save and
+	// Compact (on the same goroutine).
+	InstallSnapshot(index, term uint64) error
 }
 
 // MemoryStorage is a Storage kept in memory: for tests, simulations and
@@ -241,6 +249,12 @@ func (s *MemoryStorage) Compact(index uint64) error {
 	if index > s.lastIndex() {
 		return ErrUnavailable
 	}
+	s.compact(index)
+	return nil
+}
+
+// compact drops the entries up to index, which the log holds.
+func (s *MemoryStorage) compact(index uint64) {
 	k := int(index - s.snapIndex)
 	s.snapTerm = s.at(k - 1).Term
 	s.snapIndex = index
@@ -257,6 +271,23 @@ func (s *MemoryStorage) Compact(index uint64) error {
 	if s.count == 0 {
 		s.chunks, s.head = nil, 0
 	}
+}
+
+// InstallSnapshot implements Storage.
+func (s *MemoryStorage) InstallSnapshot(index, term uint64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case index < s.snapIndex:
+		return ErrCompacted // the log already starts after a later snapshot
+	case index == s.snapIndex && term == s.snapTerm:
+		return nil
+	case index > s.snapIndex && index <= s.lastIndex() && s.at(int(index-s.snapIndex-1)).Term == term:
+		s.compact(index)
+		return nil
+	}
+	s.chunks, s.head, s.count = nil, 0, 0
+	s.snapIndex, s.snapTerm = index, term
 	return nil
 }
 

@@ -24,6 +24,7 @@ type liveCluster struct {
 	trans  map[NodeID]*TCPTransport // nil entries on the in-memory network
 	mem    *Network                 // set for an in-memory cluster
 	stores map[NodeID]*MemoryStorage
+	snaps  map[NodeID]*MemorySnapshotStore
 	sms    map[NodeID]*recordingSM
 	addrs  map[NodeID]string
 	faults *faultNet
@@ -67,6 +68,7 @@ func newLiveCluster(t testing.TB, n int) *liveCluster {
 	c := &liveCluster{
 		t: t, nodes: map[NodeID]*Node{}, trans: map[NodeID]*TCPTransport{},
 		stores: map[NodeID]*MemoryStorage{}, sms: map[NodeID]*recordingSM{},
+		snaps: map[NodeID]*MemorySnapshotStore{},
 		addrs: map[NodeID]string{}, logs: &syncBuffer{},
 	}
 	var conf Configuration
@@ -76,6 +78,7 @@ func newLiveCluster(t testing.TB, n int) *liveCluster {
 	}
 	for _, id := range c.ids {
 		c.stores[id] = NewMemoryStorage()
+		c.snaps[id] = NewMemorySnapshotStore()
 		if err := Bootstrap(c.stores[id], conf); err != nil {
 			t.Fatal(err)
 		}
@@ -134,7 +137,7 @@ func (c *liveCluster) start(id NodeID) {
 	}
 	sm := &recordingSM{}
 	n, err := NewNode(Config{
-		ID: id, Storage: c.stores[id], StateMachine: sm, Transport: tr,
+		ID: id, Storage: c.stores[id], Snapshots: c.snaps[id], StateMachine: sm, Transport: tr,
 		ElectionTimeout: tcpElection, Logger: discardLogger(),
 	})
 	if err != nil {

@@ -85,6 +85,7 @@ func newCluster(o options) (c *cluster, err error) {
 		}
 		n, err := raft.NewNode(raft.Config{
 			ID: id, Storage: store, StateMachine: &stateMachine{},
+			Snapshots: raft.NewMemorySnapshotStore(), SnapshotEntries: -1,
 			Transport: transports[i-1], Logger: logger,
 		})
 		if err != nil {

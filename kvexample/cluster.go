@@ -164,6 +164,7 @@ func startNode(cfg nodeConfig) (_ *kvNode, err error) {
 	sm := newKVStateMachine(defaultSessionTTL)
 	rn, err := raft.NewNode(raft.Config{
 		ID: cfg.ID, Storage: storage, StateMachine: sm, Transport: transport,
+		Snapshots: raft.NewMemorySnapshotStore(), SnapshotEntries: -1,
 		ElectionTimeout: cfg.ElectionTimeout, Logger: cfg.Logger,
 	})
 	if err != nil {

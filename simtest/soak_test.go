@@ -103,6 +103,7 @@ type soakCluster struct {
 	nodes   []*raft.Node
 	sms     []*soakSM
 	stores  []*raft.MemoryStorage
+	snaps   []*raft.MemorySnapshotStore
 	stops   []func()
 	checker *soakChecker
 	seed    uint64
@@ -113,7 +114,7 @@ func (c *soakCluster) start(i int) error {
 	c.seed++
 	sm := &soakSM{kv: newKVStore(), node: id, checker: c.checker}
 	n, err := raft.NewNode(raft.Config{
-		ID: id, Storage: c.stores[i], StateMachine: sm, Transport: c.net.Join(id),
+		ID: id, Storage: c.stores[i], Snapshots: c.snaps[i], StateMachine: sm, Transport: c.net.Join(id),
 		Rand:   rand.NewPCG(c.seed, uint64(id)),
 		Logger: discardLogger(),
 	})
@@ -184,6 +185,7 @@ func runSoak(t *testing.T, nodes int, seed uint64) ([]Op, error) {
 		nodes:   make([]*raft.Node, nodes),
 		sms:     make([]*soakSM, nodes),
 		stores:  make([]*raft.MemoryStorage, nodes),
+		snaps:   make([]*raft.MemorySnapshotStore, nodes),
 		stops:   make([]func(), nodes),
 		checker: &soakChecker{byIndex: map[uint64][2]uint64{}, leaders: map[uint64]raft.NodeID{}},
 		seed:    seed * 1000,
@@ -195,6 +197,7 @@ func runSoak(t *testing.T, nodes int, seed uint64) ([]Op, error) {
 	}
 	for i := range nodes {
 		c.stores[i] = raft.NewMemoryStorage()
+		c.snaps[i] = raft.NewMemorySnapshotStore()
 		if err := raft.Bootstrap(c.stores[i], conf); err != nil {
 			return nil, err
 		}

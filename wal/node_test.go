@@ -50,13 +50,14 @@ type walCluster struct {
 	ids   []raft.NodeID
 	dirs  map[raft.NodeID]string
 	wals  map[raft.NodeID]*wal.WAL
+	snaps map[raft.NodeID]*raft.MemorySnapshotStore
 	nodes map[raft.NodeID]*raft.Node
 	sms   map[raft.NodeID]*cmdSM
 }
 
 func newWALCluster(t *testing.T, n int) *walCluster {
 	c := &walCluster{t: t, net: raft.NewNetwork(42), dirs: map[raft.NodeID]string{},
-		wals: map[raft.NodeID]*wal.WAL{}, nodes: map[raft.NodeID]*raft.Node{}, sms: map[raft.NodeID]*cmdSM{}}
+		wals: map[raft.NodeID]*wal.WAL{}, snaps: map[raft.NodeID]*raft.MemorySnapshotStore{}, nodes: map[raft.NodeID]*raft.Node{}, sms: map[raft.NodeID]*cmdSM{}}
 	var conf raft.Configuration
 	for i := 1; i <= n; i++ {
 		c.ids = append(c.ids, raft.NodeID(i))
@@ -64,6 +65,7 @@ func newWALCluster(t *testing.T, n int) *walCluster {
 	}
 	for _, id := range c.ids {
 		c.dirs[id] = t.TempDir()
+		c.snaps[id] = raft.NewMemorySnapshotStore()
 		w := c.openWAL(id)
 		if err := raft.Bootstrap(w, conf); err != nil {
 			t.Fatal(err)
@@ -93,7 +95,7 @@ func (c *walCluster) start(id raft.NodeID) {
 		w = c.openWAL(id)
 	}
 	sm := &cmdSM{}
-	n, err := raft.NewNode(raft.Config{ID: id, Storage: w, StateMachine: sm, Transport: c.net.Join(id),
+	n, err := raft.NewNode(raft.Config{ID: id, Storage: w, Snapshots: c.snaps[id], StateMachine: sm, Transport: c.net.Join(id),
 		ElectionTimeout: electionTimeout, Logger: quiet()})
 	if err != nil {
 		c.t.Fatal(err)
