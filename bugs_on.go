@@ -33,6 +33,10 @@ var plantedBugs = map[string]*bool{
 	"apply-past-commit":        &bugApplyPastCommit,
 	"truncate-on-stale-append": &bugTruncateOnStale,
 	"vote-without-log-check":   &bugVoteWithoutLogCheck,
+
+	"compact-past-snapshot":              &bugCompactPastSnapshot,
+	"install-snapshot-older-than-commit": &bugInstallOldSnapshot,
+	"snapshot-wrong-term":                &bugSnapshotTermFromCommands,
 }
 
 // PlantedBugs lists the bugs PlantBug accepts.

@@ -24,6 +24,12 @@ type checker struct {
 	// appliedTerm and appliedHash record what was applied at each index.
 	appliedTerm []uint64
 	appliedHash []uint64
+	// ref applies the committed log in order, once, as entries are first
+	// applied anywhere; refDigest[i] is the digest of its state after
+	// index i. Every node's state at i must match it, however it got
+	// there (entries, a snapshot, a restart).
+	ref       *kvStore
+	refDigest []uint64
 	acked       []raft.Entry // entry positions acknowledged to clients
 	// progressAfterHeal: a client operation that started after the heal
 	// completed.
@@ -52,11 +58,14 @@ func (c *checker) events(n *simNode, evs []raft.Event) {
 			return
 		}
 		c.leaders[e.Term] = n.id
-		for i := 1; i < len(c.committed); i++ {
+		// Entries before the leader's log start are in its snapshot,
+		// whose last entry's term is checked at first-1.
+		first := n.core.Status().FirstIndex
+		for i := max(1, first-1); i < uint64(len(c.committed)); i++ {
 			if c.committedIn[i] >= e.Term {
 				continue
 			}
-			t, err := n.core.Term(uint64(i))
+			t, err := n.core.Term(i)
 			if err != nil || t != c.committed[i] {
 				c.fail("leader completeness: node %d leads term %d without committed entry %d (term %d; has %d, %v)",
 					n.id, e.Term, i, c.committed[i], t, err)
@@ -118,7 +127,15 @@ func (c *checker) observeCommit(n *simNode) {
 	if commit > n.commit && st.Role == raft.Leader {
 		n.noteMoment(momentCommit)
 	}
-	for i := n.commit + 1; i <= commit; i++ {
+	// A snapshot may carry a node past entries it never held: those
+	// before its log start are covered by the snapshot, whose last entry's
+	// term is the one at first-1.
+	from := max(n.commit+1, st.FirstIndex-1)
+	if uint64(len(c.committed)) < from {
+		c.fail("node %d committed up to %d (by snapshot) before any node committed %d", n.id, commit, len(c.committed))
+		return
+	}
+	for i := from; i <= commit; i++ {
 		t, err := n.core.Term(i)
 		if err != nil {
 			c.fail("node %d committed %d but cannot read it: %v", n.id, i, err)
@@ -160,7 +177,63 @@ func (c *checker) applied(n *simNode, e raft.Entry, commit uint64) bool {
 		return false
 	}
 	c.appliedTerm[e.Index], c.appliedHash[e.Index] = e.Term, sum
+	return c.advanceRef(e)
+}
+
+// advanceRef applies e to the reference state if it is the next entry.
+func (c *checker) advanceRef(e raft.Entry) bool {
+	if c.ref == nil {
+		c.ref, c.refDigest = newKVStore(), []uint64{newKVStore().digest()}
+	}
+	next := uint64(len(c.refDigest))
+	switch {
+	case e.Index < next:
+		return true
+	case e.Index > next:
+		c.fail("entry %d applied before any node applied %d", e.Index, next)
+		return false
+	}
+	if e.Type == raft.EntryNormal {
+		in, err := decodeInput(e.Data)
+		if err != nil {
+			c.fail("malformed command at %d", e.Index)
+			return false
+		}
+		c.ref.apply(in)
+	}
+	c.refDigest = append(c.refDigest, c.ref.digest())
 	return true
+}
+
+// stateAt checks node n's state machine, now at index, equals the state
+// the committed log produces up to index.
+func (c *checker) stateAt(n *simNode, index uint64) {
+	if index >= uint64(len(c.refDigest)) {
+		c.fail("node %d's state is at %d, past every index applied in order (%d)", n.id, index, len(c.refDigest)-1)
+		return
+	}
+	if got := n.kv.digest(); got != c.refDigest[index] {
+		c.fail("state machine: node %d's state at %d differs from the committed log's (%v)", n.id, index, n.kv.data)
+	}
+}
+
+// snapshotDurable checks a snapshot names a committed entry.
+func (c *checker) snapshotDurable(n *simNode, meta raft.SnapshotMeta) {
+	if meta.Index >= uint64(len(c.committed)) || c.committed[meta.Index] != meta.Term {
+		var want uint64
+		if meta.Index < uint64(len(c.committed)) {
+			want = c.committed[meta.Index]
+		}
+		c.fail("node %d holds %v, but the entry committed at %d has term %d", n.id, meta, meta.Index, want)
+	}
+}
+
+// compaction checks the log is compacted only behind a durable snapshot:
+// otherwise a restart could need an entry no longer anywhere on its disk.
+func (c *checker) compaction(n *simNode, index uint64) {
+	if newest := n.snaps.newest(); newest < index {
+		c.fail("node %d compacts its log to %d, past its newest durable snapshot %d", n.id, index, newest)
+	}
 }
 
 // ack records a write acknowledged to a client.
@@ -195,8 +268,8 @@ func (c *checker) logMatching() {
 		if !n.up {
 			continue
 		}
-		last := n.core.Status().LastIndex
-		ents, err := n.core.Entries(1, last+1)
+		st := n.core.Status()
+		ents, err := n.core.Entries(st.FirstIndex, st.LastIndex+1)
 		if err != nil {
 			c.fail("node %d log unreadable: %v", n.id, err)
 			return
@@ -205,20 +278,35 @@ func (c *checker) logMatching() {
 	}
 	for a := range logs {
 		for b := a + 1; b < len(logs); b++ {
-			la, lb := logs[a], logs[b]
-			k := min(len(la), len(lb)) - 1
-			for k >= 0 && la[k].Term != lb[k].Term {
-				k--
-			}
-			for i := 0; i <= k; i++ {
-				if la[i].Term != lb[i].Term || la[i].Type != lb[i].Type || !bytes.Equal(la[i].Data, lb[i].Data) {
-					c.fail("log matching: nodes %d and %d agree at index %d (term %d) but differ at %d",
-						ids[a], ids[b], k+1, la[k].Term, i+1)
-					return
-				}
+			if err := matchLogs(logs[a], logs[b]); err != nil {
+				c.fail("log matching: nodes %d and %d %v", ids[a], ids[b], err)
+				return
 			}
 		}
 	}
+}
+
+// matchLogs compares two logs where both hold entries (each may start past
+// index 1, behind a snapshot): where they hold an entry of the same term at
+// the same index, they are identical up to there.
+func matchLogs(la, lb []raft.Entry) error {
+	if len(la) == 0 || len(lb) == 0 {
+		return nil
+	}
+	lo := max(la[0].Index, lb[0].Index)
+	hi := min(la[len(la)-1].Index, lb[len(lb)-1].Index)
+	at := func(l []raft.Entry, i uint64) *raft.Entry { return &l[i-l[0].Index] }
+	k := hi
+	for k >= lo && at(la, k).Term != at(lb, k).Term {
+		k--
+	}
+	for i := lo; i <= k && k >= lo; i++ {
+		ea, eb := at(la, i), at(lb, i)
+		if ea.Term != eb.Term || ea.Type != eb.Type || !bytes.Equal(ea.Data, eb.Data) {
+			return fmt.Errorf("agree at index %d (term %d) but differ at %d", k, at(la, k).Term, i)
+		}
+	}
+	return nil
 }
 
 // ackedDurable checks no acknowledged write was lost: where the cluster

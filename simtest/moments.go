@@ -18,6 +18,9 @@ const (
 	momentAppend
 	// momentCommit: as leader, the node advanced its commit index.
 	momentCommit
+	// momentSnapshot: a snapshot became durable on the node, was installed
+	// in its state machine, or its log was compacted behind one.
+	momentSnapshot
 )
 
 // The moments each reactive fault strikes at. A crash matters where losing
@@ -25,7 +28,7 @@ const (
 // it appends or commits strands entries on a minority (Figure 8's setup);
 // lagging a candidate's inbox makes its grants arrive after it moved on.
 const (
-	promises      = momentVote | momentCommit
+	promises      = momentVote | momentCommit | momentSnapshot
 	leaderMoments = momentAppend | momentCommit
 )
 

@@ -238,7 +238,7 @@ func validNode(n, nodes int) bool { return n >= 1 && n <= nodes }
 
 func isReply(t raft.MessageType) bool {
 	switch t {
-	case raft.MsgVoteResp, raft.MsgPreVoteResp, raft.MsgAppResp, raft.MsgHeartbeatResp:
+	case raft.MsgVoteResp, raft.MsgPreVoteResp, raft.MsgAppResp, raft.MsgHeartbeatResp, raft.MsgSnapResp:
 		return true
 	}
 	return false

@@ -30,6 +30,16 @@ type simNode struct {
 	nextRead   uint64
 	// moments: the critical moments since its last event (moments.go).
 	moments moment
+
+	// snaps are the snapshots on its disk; meta describes the applied
+	// state; sinceSnap counts entries applied since the last snapshot,
+	// snapBusy that one is being written; recv is the partial snapshot
+	// being received (snapshots.go).
+	snaps     snapDisk
+	meta      raft.SnapshotMeta
+	sinceSnap int
+	snapBusy  bool
+	recv      *simSnapshot
 }
 
 // pendingWrite is one ready's persistence plus the messages that wait for it.
@@ -39,6 +49,15 @@ type pendingWrite struct {
 	held    []raft.Message
 	sync    bool
 	done    int64
+	// install: the log starts after this snapshot before entries are
+	// saved; compact: the log is compacted after they are.
+	install *raft.SnapshotMeta
+	compact uint64
+	// snap is a snapshot's commit (taken locally, or received); chunk an
+	// incoming chunk's write.
+	snap  *simSnapshot
+	taken bool
+	chunk *raft.SnapshotWrite
 }
 
 type clientRef struct {
@@ -70,11 +89,18 @@ func (s *sim) bootstrap() {
 // boot starts node i from what its disk holds.
 func (s *sim) boot(i int) {
 	n := s.nodes[i]
+	n.kv = newKVStore()
+	snap, ok := s.recoverSnapshot(n)
+	if !ok {
+		return
+	}
 	core, err := raft.NewCore(raft.CoreConfig{
 		ID: n.id, ElectionTicks: electionTicks,
 		MaxInflightMsgs: s.tuning.Window, MaxEntriesPerMsg: s.tuning.Batch,
 		DisablePreVote: s.tuning.NoPreVote, DisableCheckQuorum: s.tuning.NoCheckQuorum,
-		Rand: rand.NewPCG(s.rng.Uint64(), s.rng.Uint64()),
+		Rand:     rand.NewPCG(s.rng.Uint64(), s.rng.Uint64()),
+		Snapshot: snap, SnapshotTrailing: s.tuning.SnapTrailing,
+		SnapshotChunkSize: s.tuning.SnapChunk, MaxSnapshotInflight: s.tuning.SnapInflight,
 	}, n.store)
 	if err != nil {
 		s.fail(fmt.Errorf("node %d cannot restart: %w", n.id, err))
@@ -82,7 +108,11 @@ func (s *sim) boot(i int) {
 	}
 	n.core, n.up = core, true
 	n.writes, n.diskFree = nil, s.now
-	n.kv, n.applied, n.commit = newKVStore(), 0, 0
+	n.applied, n.commit, n.meta = snap.Index, 0, snap
+	n.sinceSnap, n.snapBusy, n.recv = 0, false, nil
+	if snap.Index > 0 {
+		s.check.stateAt(n, snap.Index)
+	}
 	n.proposals, n.reads, n.readsReady = map[uint64]clientRef{}, map[uint64]clientRef{}, nil
 	// Each incarnation's timers start at a random phase.
 	s.schedule(s.between(0, tickEvery), event{kind: evTickElection, node: i, inc: n.inc})
@@ -97,7 +127,10 @@ func (s *sim) crash(i int) {
 	if !n.up {
 		return
 	}
-	if s.opts.TornWrites && len(n.writes) > 0 && len(n.writes[0].entries) > 1 && s.rng.IntN(2) == 0 {
+	if s.opts.TornWrites && len(n.writes) > 0 && n.writes[0].snap != nil && s.rng.IntN(2) == 0 {
+		s.tearSnapshot(n, n.writes[0])
+	}
+	if s.opts.TornWrites && len(n.writes) > 0 && n.writes[0].install == nil && len(n.writes[0].entries) > 1 && s.rng.IntN(2) == 0 {
 		w := n.writes[0]
 		cut := 1 + s.rng.IntN(len(w.entries)-1)
 		if err := n.store.Save(raft.HardState{}, w.entries[:cut]); err != nil {
@@ -163,8 +196,15 @@ func (s *sim) flush(i int) {
 		if len(rd.Entries) > 0 && n.core.Status().Role == raft.Leader {
 			n.noteMoment(momentAppend)
 		}
-		if rd.MustSync || len(rd.Entries) > 0 || len(held) > 0 || !rd.HardState.IsZero() {
-			s.queueWrite(n, i, pendingWrite{hs: rd.HardState, entries: rd.Entries, held: held, sync: rd.MustSync})
+		for k := range rd.SnapshotWrites {
+			s.queueWrite(n, i, pendingWrite{chunk: &rd.SnapshotWrites[k]})
+		}
+		if rd.MustSync || len(rd.Entries) > 0 || len(held) > 0 || !rd.HardState.IsZero() || rd.Snapshot != nil || rd.Compact > 0 {
+			s.queueWrite(n, i, pendingWrite{hs: rd.HardState, entries: rd.Entries, held: held, sync: rd.MustSync,
+				install: rd.Snapshot, compact: rd.Compact})
+		}
+		if rd.Snapshot != nil {
+			s.installSnapshot(i, *rd.Snapshot)
 		}
 		s.apply(i, rd.Committed)
 		s.readStates(i, rd.Reads)
@@ -176,6 +216,9 @@ func (s *sim) flush(i int) {
 // become visible (a vote request carries the candidate's vote for itself),
 // and are the node's critical moments (moments.go).
 func (s *sim) emit(n *simNode, m raft.Message) {
+	if m.Type == raft.MsgSnap && m.Chunk != nil && m.Chunk.Data == nil && !s.fillChunk(n, &m) {
+		return
+	}
 	switch {
 	case m.Type == raft.MsgVote:
 		s.check.vote(m.From, m.From, m.Term)
@@ -190,7 +233,7 @@ func (s *sim) emit(n *simNode, m raft.Message) {
 func readyEmpty(rd *raft.Ready) bool {
 	return rd.HardState.IsZero() && !rd.MustSync && len(rd.Entries) == 0 && len(rd.Messages) == 0 &&
 		len(rd.AfterPersist) == 0 && len(rd.Committed) == 0 && len(rd.Reads) == 0 &&
-		len(rd.Events) == 0 && !rd.ProposalsLost
+		len(rd.Events) == 0 && !rd.ProposalsLost && rd.Snapshot == nil && rd.Compact == 0 && len(rd.SnapshotWrites) == 0
 }
 
 func (n *simNode) syncPending() bool {
@@ -222,12 +265,31 @@ func (s *sim) diskDone(e *event) {
 	}
 	w := n.writes[0]
 	n.writes = n.writes[1:]
+	switch {
+	case w.chunk != nil:
+		s.writeChunk(e.node, w.chunk)
+		s.flush(e.node)
+		return
+	case w.snap != nil:
+		s.commitSnapshot(n, &w)
+		s.flush(e.node)
+		return
+	}
+	if w.install != nil {
+		if err := n.store.InstallSnapshot(w.install.Index, w.install.Term); err != nil {
+			s.fail(fmt.Errorf("node %d installing %v in its log: %w", n.id, w.install, err))
+			return
+		}
+	}
 	if err := n.store.Save(w.hs, w.entries); err != nil {
 		s.fail(fmt.Errorf("node %d disk: %w", n.id, err))
 		return
 	}
 	if k := len(w.entries); k > 0 {
 		n.core.Persisted(w.entries[k-1].Index, w.entries[k-1].Term)
+	}
+	if w.compact > 0 {
+		s.compact(n, w.compact)
 	}
 	for _, m := range w.held {
 		s.emit(n, m)
@@ -248,7 +310,13 @@ func (s *sim) apply(i int, ents []raft.Entry) {
 			return
 		}
 		n.applied = e.Index
+		n.sinceSnap++
+		if err := n.meta.Advance(e); err != nil {
+			s.fail(fmt.Errorf("node %d: %w", n.id, err))
+			return
+		}
 		if e.Type != raft.EntryNormal {
+			s.check.stateAt(n, e.Index)
 			continue
 		}
 		in, err := decodeInput(e.Data)
@@ -257,6 +325,7 @@ func (s *sim) apply(i int, ents []raft.Entry) {
 			return
 		}
 		out := n.kv.apply(in)
+		s.check.stateAt(n, e.Index)
 		if ref, ok := n.proposals[e.Index]; ok {
 			delete(n.proposals, e.Index)
 			if ref.term == e.Term {
@@ -270,6 +339,7 @@ func (s *sim) apply(i int, ents []raft.Entry) {
 	}
 	n.core.Applied(n.applied)
 	s.releaseReads(i)
+	s.maybeSnapshot(i)
 }
 
 // readStates records confirmed reads (and answers lost ones).

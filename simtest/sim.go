@@ -53,6 +53,13 @@ type Options struct {
 type Tuning struct {
 	Batch, Window            int // entries per append, appends in flight
 	NoPreVote, NoCheckQuorum bool
+	// SnapEvery: a node snapshots every SnapEvery applied entries and
+	// keeps SnapTrailing entries behind; snapshots travel in SnapChunk-byte
+	// chunks, SnapInflight at a time.
+	SnapEvery    int
+	SnapTrailing uint64
+	SnapChunk    uint64
+	SnapInflight int
 }
 
 func (o *Options) setDefaults() {
@@ -94,6 +101,20 @@ type Result struct {
 	Err error
 	// ErrAt is the virtual time of Err.
 	ErrAt time.Duration
+	// Snaps counts what the run did with snapshots.
+	Snaps SnapStats
+}
+
+// SnapStats counts snapshot activity in a run, to show the simulator
+// exercises it.
+type SnapStats struct {
+	Taken, Installed, Compactions, Restored, Fallbacks, Torn, ChunksSent int
+}
+
+// Add sums two runs' counts.
+func (a SnapStats) Add(b SnapStats) SnapStats {
+	return SnapStats{a.Taken + b.Taken, a.Installed + b.Installed, a.Compactions + b.Compactions,
+		a.Restored + b.Restored, a.Fallbacks + b.Fallbacks, a.Torn + b.Torn, a.ChunksSent + b.ChunksSent}
 }
 
 // sim is one run's whole world. Everything happens on one goroutine.
@@ -119,6 +140,7 @@ type sim struct {
 	errAt                   int64
 	healed                  bool
 	tuning                  Tuning
+	snapStats               SnapStats
 }
 
 type eventKind uint8
@@ -198,6 +220,10 @@ func Run(opts Options) Result {
 		Batch:     []int{1, 1, 4, 64}[s.rng.IntN(4)],
 		Window:    []int{1, 8, 64}[s.rng.IntN(3)],
 		NoPreVote: s.rng.IntN(3) == 0, NoCheckQuorum: s.rng.IntN(3) == 0,
+		SnapEvery:    []int{3, 5, 10, 25, 60}[s.rng.IntN(5)],
+		SnapTrailing: []uint64{0, 0, 2, 5, 20}[s.rng.IntN(5)],
+		SnapChunk:    []uint64{8, 16, 64, 1 << 20}[s.rng.IntN(4)],
+		SnapInflight: []int{1, 2, 4}[s.rng.IntN(3)],
 	}
 	if opts.Tuning != nil {
 		s.tuning = *opts.Tuning
@@ -215,7 +241,7 @@ func Run(opts Options) Result {
 	return Result{
 		Seed: opts.Seed, Nodes: opts.Nodes, Faults: s.faults, Tuning: s.tuning, Steps: s.steps,
 		Virtual: time.Duration(s.now), Hash: s.hash, History: s.history,
-		Acked: len(s.check.acked), Err: s.err, ErrAt: time.Duration(s.errAt),
+		Acked: len(s.check.acked), Err: s.err, ErrAt: time.Duration(s.errAt), Snaps: s.snapStats,
 	}
 }
 

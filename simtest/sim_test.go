@@ -46,6 +46,7 @@ func TestSim(t *testing.T) {
 		mu           sync.Mutex
 		steps        int64
 		virtual      time.Duration
+		snaps        SnapStats
 		failed, done atomic.Int64
 		next         atomic.Int64
 		wg           sync.WaitGroup
@@ -67,6 +68,7 @@ func TestSim(t *testing.T) {
 				mu.Lock()
 				steps += int64(r.Steps)
 				virtual += r.Virtual
+				snaps = snaps.Add(r.Snaps)
 				mu.Unlock()
 				done.Add(1)
 				if r.Err != nil {
@@ -84,6 +86,7 @@ func TestSim(t *testing.T) {
 	t.Logf("%d runs, %d failed; %d steps, %v simulated in %v: %.0f simulated s per real s, %.0f steps/s",
 		done.Load(), failed.Load(), steps, virtual.Round(time.Second), real.Round(time.Millisecond),
 		virtual.Seconds()/real.Seconds(), float64(steps)/real.Seconds())
+	t.Logf("snapshots: %+v", snaps)
 }
 
 func TestSimSameSeedReplaysIdentically(t *testing.T) {
