@@ -30,7 +30,7 @@ type checker struct {
 	// there (entries, a snapshot, a restart).
 	ref       *kvStore
 	refDigest []uint64
-	acked       []raft.Entry // entry positions acknowledged to clients
+	acked     []raft.Entry // entry positions acknowledged to clients
 	// progressAfterHeal: a client operation that started after the heal
 	// completed.
 	progressAfterHeal bool
