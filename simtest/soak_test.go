@@ -52,8 +52,37 @@ func (s *soakSM) read(key string) Output {
 	return s.kv.apply(Input{Kind: OpGet, Key: key})
 }
 
-func (s *soakSM) Snapshot() (raft.StateSnapshot, error) { return nil, errors.New("not supported") }
-func (s *soakSM) Restore(io.Reader) error               { return errors.New("not supported") }
+// Snapshot captures the store's bytes (the store is small).
+func (s *soakSM) Snapshot() (raft.StateSnapshot, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return soakSnapshot(s.kv.snapshotBytes()), nil
+}
+
+func (s *soakSM) Restore(r io.Reader) error {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	kv, err := decodeKV(b)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.kv = kv
+	s.checker.restored()
+	return nil
+}
+
+type soakSnapshot []byte
+
+func (v soakSnapshot) WriteTo(w io.Writer) (int64, error) {
+	n, err := w.Write(v)
+	return int64(n), err
+}
+
+func (soakSnapshot) Release() {}
 
 // soakChecker holds the invariants shared by all nodes.
 type soakChecker struct {
@@ -61,6 +90,14 @@ type soakChecker struct {
 	err     error
 	byIndex map[uint64][2]uint64 // index → term, data hash
 	leaders map[uint64]raft.NodeID
+	// restores counts snapshots restored (at restart or from a leader).
+	restores int
+}
+
+func (c *soakChecker) restored() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.restores++
 }
 
 func (c *soakChecker) fail(err error) {
@@ -115,6 +152,8 @@ func (c *soakCluster) start(i int) error {
 	sm := &soakSM{kv: newKVStore(), node: id, checker: c.checker}
 	n, err := raft.NewNode(raft.Config{
 		ID: id, Storage: c.stores[i], Snapshots: c.snaps[i], StateMachine: sm, Transport: c.net.Join(id),
+		// Snapshots, compaction and InstallSnapshot every few dozen writes.
+		SnapshotEntries: 40, SnapshotTrailing: 10,
 		Rand:   rand.NewPCG(c.seed, uint64(id)),
 		Logger: discardLogger(),
 	})
@@ -159,9 +198,10 @@ func TestSoakRealNodesUnderSynctest(t *testing.T) {
 		t.Skip("soak: skipped in -short mode")
 	}
 	var history []Op
+	var restores int
 	var err error
 	synctest.Test(t, func(t *testing.T) {
-		history, err = runSoak(t, 5, 1)
+		history, restores, err = runSoak(t, 5, 1)
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -172,14 +212,17 @@ func TestSoakRealNodesUnderSynctest(t *testing.T) {
 			unknown++
 		}
 	}
-	t.Logf("soak: %v virtual, %d client operations (%d of unknown outcome)", soakDuration, len(history), unknown)
+	t.Logf("soak: %v virtual, %d client operations (%d of unknown outcome), %d snapshots restored", soakDuration, len(history), unknown, restores)
 	if len(history) < 1000 {
 		t.Fatalf("only %d operations in %v: the workload did not run", len(history), soakDuration)
+	}
+	if restores == 0 {
+		t.Fatalf("no node restored a snapshot in %v: restarts and catch-ups did not exercise snapshots", soakDuration)
 	}
 	checkLinearizable(t, Result{Seed: 1, Nodes: 5, History: history})
 }
 
-func runSoak(t *testing.T, nodes int, seed uint64) ([]Op, error) {
+func runSoak(t *testing.T, nodes int, seed uint64) ([]Op, int, error) {
 	c := &soakCluster{
 		net:     raft.NewNetwork(seed),
 		nodes:   make([]*raft.Node, nodes),
@@ -199,10 +242,10 @@ func runSoak(t *testing.T, nodes int, seed uint64) ([]Op, error) {
 		c.stores[i] = raft.NewMemoryStorage()
 		c.snaps[i] = raft.NewMemorySnapshotStore()
 		if err := raft.Bootstrap(c.stores[i], conf); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		if err := c.start(i); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 	}
 	defer func() {
@@ -228,7 +271,7 @@ func runSoak(t *testing.T, nodes int, seed uint64) ([]Op, error) {
 	wg.Wait()
 	c.checker.mu.Lock()
 	defer c.checker.mu.Unlock()
-	return history, c.checker.err
+	return history, c.checker.restores, c.checker.err
 }
 
 // chaos partitions, drops and crashes for the soak's duration, then heals
