@@ -99,6 +99,14 @@ type SnapshotStore interface {
 	Open(meta SnapshotMeta) (SnapshotReader, error)
 }
 
+// SnapshotRemover is implemented by stores that can drop one snapshot. A
+// node that finds its newest snapshot corrupt on restart removes it, so it
+// stops counting among the snapshots the store keeps (which could
+// otherwise drop the good one before it) and is not read again.
+type SnapshotRemover interface {
+	Remove(meta SnapshotMeta) error
+}
+
 // SnapshotSink receives a snapshot's bytes, in order.
 type SnapshotSink interface {
 	io.Writer

@@ -56,6 +56,14 @@ func (s *MemorySnapshotStore) Open(meta SnapshotMeta) (SnapshotReader, error) {
 	return nil, fmt.Errorf("%w: %v", ErrSnapshotNotFound, meta)
 }
 
+// Remove implements SnapshotRemover.
+func (s *MemorySnapshotStore) Remove(meta SnapshotMeta) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.snaps = slices.DeleteFunc(s.snaps, func(sn memSnapshot) bool { return sn.meta.Same(meta) })
+	return nil
+}
+
 func (s *MemorySnapshotStore) commit(meta SnapshotMeta, data []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -370,6 +370,11 @@ func recoverSnapshot(cfg *Config) (SnapshotMeta, error) {
 		start := time.Now()
 		if err := restoreSnapshot(cfg.Snapshots, cfg.StateMachine, meta); err != nil {
 			cfg.Logger.Error("raft: cannot restore snapshot; trying an older one", "id", cfg.ID, "snapshot", meta.String(), "err", err)
+			if r, ok := cfg.Snapshots.(SnapshotRemover); ok && errors.Is(err, ErrSnapshotCorrupt) {
+				if err := r.Remove(meta); err != nil {
+					cfg.Logger.Error("raft: cannot remove corrupt snapshot", "id", cfg.ID, "snapshot", meta.String(), "err", err)
+				}
+			}
 			continue
 		}
 		if t, err := cfg.Storage.Term(meta.Index); meta.Index > last || err != nil || t != meta.Term {

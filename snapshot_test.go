@@ -2,6 +2,7 @@ package raft
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
@@ -125,5 +126,116 @@ func TestNodeSnapshotTakesOneNowAndCompacts(t *testing.T) {
 		waitFor(t, time.Second, "log compacted to the previous snapshot", func() bool {
 			return n.Status().FirstIndex == first+1
 		})
+	})
+}
+
+// snapshotBoth takes a snapshot on each node once all have applied the
+// same index, so (with the deterministic recordingSM) their snapshots are
+// byte-identical. It returns the index.
+func (c *testCluster) snapshotBoth(ids ...NodeID) uint64 {
+	c.t.Helper()
+	var index uint64
+	for _, id := range ids {
+		got, err := c.nodes[id].Snapshot(context.Background())
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		if index != 0 && got != index {
+			c.t.Fatalf("nodes snapshotted at %d and %d", index, got)
+		}
+		index = got
+	}
+	return index
+}
+
+func TestInterruptedTransferResumesFromItsOffsetOnANewLeaderWithTheSameSnapshot(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 3, func(cfg *Config) {
+			cfg.SnapshotEntries, cfg.SnapshotTrailing = -1, -1
+			cfg.SnapshotChunkSize, cfg.MaxSnapshotInflight = 1<<10, 1
+		})
+		c.net.SetDelay(2*time.Millisecond, 5*time.Millisecond)
+		c.one("first", 3)
+		l := c.checkOneLeader()
+		f2, lag := others(c.ids, l)[0], others(c.ids, l)[1]
+		c.net.Isolate(lag)
+		payload := string(make([]byte, 100))
+		last := c.writeN("old"+payload, 60, 2)
+		waitFor(t, time.Second, "both apply", func() bool {
+			return c.nodes[l].Status().Applied >= last && c.nodes[f2].Status().Applied >= last
+		})
+		c.snapshotBoth(l, f2)
+		last = c.writeN("new"+payload, 60, 2)
+		waitFor(t, time.Second, "both apply", func() bool {
+			return c.nodes[l].Status().Applied >= last && c.nodes[f2].Status().Applied >= last
+		})
+		snapAt := c.snapshotBoth(l, f2)
+		waitFor(t, time.Second, "both compact", func() bool {
+			return c.nodes[l].Status().FirstIndex > 1 && c.nodes[f2].Status().FirstIndex > 1
+		})
+
+		// The lagging node starts receiving the leader's snapshot...
+		before := c.net.Stats(f2).SnapshotBytes
+		c.net.Heal()
+		var sent, size uint64
+		waitFor(t, 5*time.Second, "transfer half-way", func() bool {
+			ps := c.nodes[l].Status().Peers[lag]
+			sent, size = ps.SnapshotSent, ps.SnapshotSize
+			return ps.State == "snapshot" && sent > size/3
+		})
+		// ...when the leader is cut off; f2, holding the same snapshot,
+		// takes over and resumes the transfer where it stopped.
+		c.net.Isolate(l)
+		waitFor(t, 10*time.Second, "lagging node installs", func() bool {
+			return c.nodes[lag].Status().Applied >= snapAt
+		})
+		fromNewLeader := c.net.Stats(f2).SnapshotBytes - before
+		if fromNewLeader == 0 || fromNewLeader > size-sent {
+			t.Fatalf("new leader sent %d snapshot bytes; the follower held %d of %d, so a resumed transfer sends at most %d",
+				fromNewLeader, sent, size, size-sent)
+		}
+		if got := c.sms[lag].restoreCalls(); got != 1 {
+			t.Fatalf("lagging node restored %d snapshots, want 1", got)
+		}
+	})
+}
+
+// corruptNewest flips a byte of the newest snapshot in a memory store.
+func corruptNewest(t testing.TB, s *MemorySnapshotStore) SnapshotMeta {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.snaps) < 2 {
+		t.Fatalf("store holds %d snapshots, want 2", len(s.snaps))
+	}
+	s.snaps[0].data = slices.Clone(s.snaps[0].data)
+	s.snaps[0].data[len(s.snaps[0].data)/2] ^= 1
+	return s.snaps[0].meta
+}
+
+func TestCorruptNewestSnapshotFallsBackToThePreviousOne(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 3, snapshotEvery(-1, -1))
+		id := c.checkOneLeader()
+		c.writeN("a", 20, 3)
+		c.snapshotBoth(id)
+		last := c.writeN("b", 20, 3)
+		c.snapshotBoth(id)
+		waitFor(t, time.Second, "compaction", func() bool { return c.nodes[id].Status().FirstIndex > 1 })
+		bad := corruptNewest(t, c.snaps[id])
+		c.crash(id)
+		c.start(id)
+		waitFor(t, 5*time.Second, "restarted node catches up", func() bool {
+			return c.nodes[id].Status().Applied >= last
+		})
+		if st := c.nodes[id].Status(); st.SnapshotIndex >= bad.Index {
+			t.Fatalf("restarted node uses snapshot %d, the corrupt one is %d", st.SnapshotIndex, bad.Index)
+		}
+		if got, want := c.sms[id].commands(), c.sms[others(c.ids, id)[0]].commands(); !slices.Equal(got, want) {
+			t.Fatalf("after falling back the node's state differs from a peer's (%d vs %d commands)", len(got), len(want))
+		}
+		if _, err := c.snaps[id].Open(bad); !errors.Is(err, ErrSnapshotNotFound) {
+			t.Fatalf("the corrupt snapshot is still in the store (Open: %v)", err)
+		}
 	})
 }

@@ -42,6 +42,8 @@ type NetStats struct {
 	// Sent and SentBytes count every message the node sent, delivered or not.
 	Sent      uint64
 	SentBytes uint64
+	// SnapshotBytes counts the snapshot chunk bytes among them.
+	SnapshotBytes uint64
 	// Delivered counts messages that reached the node.
 	Delivered uint64
 	// Dropped counts messages to the node the network lost (faults or a
@@ -167,6 +169,7 @@ func (n *Network) Total() NetStats {
 	for _, s := range n.stats {
 		t.Sent += s.Sent
 		t.SentBytes += s.SentBytes
+		t.SnapshotBytes += s.SnapshotBytes
 		t.Delivered += s.Delivered
 		t.Dropped += s.Dropped
 	}
@@ -196,6 +199,9 @@ func (n *Network) send(m Message) {
 	}
 	st.Sent++
 	st.SentBytes += uint64(m.wireSize())
+	if m.Chunk != nil {
+		st.SnapshotBytes += uint64(len(m.Chunk.Data))
+	}
 	copies := 1
 	if n.duplicateRate > 0 && n.rng.Float64() < n.duplicateRate {
 		copies = 2
@@ -286,6 +292,9 @@ func (m *Message) wireSize() int {
 	size := 64
 	for i := range m.Entries {
 		size += int(m.Entries[i].size())
+	}
+	if m.Chunk != nil {
+		size += 64 + len(m.Chunk.Data)
 	}
 	return size
 }
