@@ -430,7 +430,9 @@ func (n *Node) status() Status {
 		Err:    c.failed,
 		Metrics: Metrics{
 			SendDropped: n.sendDropped.Load(), SendErrors: n.sendErrors.Load(),
-			RecvRejected: n.recvRejected.Load() + c.rejected,
+			RecvRejected:   n.recvRejected.Load() + c.rejected,
+			SnapshotsTaken: n.snapshotsTaken.Load(), SnapshotsReceived: n.snapshotsReceived.Load(),
+			Compactions: n.compactions.Load(),
 		},
 	}
 	n.subs.mu.Lock()

@@ -254,6 +254,12 @@ type Metrics struct {
 	RecvRejected uint64
 	// EventsDropped: events a full subscriber channel missed.
 	EventsDropped uint64
+	// SnapshotsTaken: snapshots of this node's state machine made durable;
+	// SnapshotsReceived: snapshots received from a leader and verified;
+	// Compactions: times the log was compacted behind a snapshot.
+	SnapshotsTaken    uint64
+	SnapshotsReceived uint64
+	Compactions       uint64
 }
 
 // Node is a member of a raft cluster. Create it with NewNode; it runs until

@@ -57,8 +57,11 @@ func TestFollowerCutOffWhileLeaderCompactsCatchesUpBySnapshotThenAppends(t *test
 		waitFor(t, 10*time.Second, "follower catches up", func() bool {
 			return c.nodes[f].Status().Applied >= last
 		})
-		if c.sms[f].restoreCalls() == 0 {
-			t.Fatalf("follower caught up without restoring a snapshot")
+		if c.sms[f].restoreCalls() == 0 || c.nodes[f].Status().Metrics.SnapshotsReceived == 0 {
+			t.Fatalf("follower caught up without receiving and restoring a snapshot")
+		}
+		if m := ln.Status().Metrics; m.SnapshotsTaken == 0 || m.Compactions == 0 {
+			t.Fatalf("leader's metrics show %d snapshots taken, %d compactions", m.SnapshotsTaken, m.Compactions)
 		}
 		after := c.one("after", 3)
 		waitFor(t, 5*time.Second, "follower applies a new entry by append", func() bool {
