@@ -17,6 +17,10 @@ const (
 	bugCompactPastSnapshot      = false
 	bugInstallOldSnapshot       = false
 	bugSnapshotTermFromCommands = false
+	bugConfigOnCommit           = false
+	bugConcurrentConfChanges    = false
+	bugLeaderStaysAfterRemoval  = false
+	bugVoteFromNonVoter         = false
 	plantedBugsAvailable        = false
 )
 

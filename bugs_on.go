@@ -21,6 +21,10 @@ var (
 	bugCompactPastSnapshot      bool
 	bugInstallOldSnapshot       bool
 	bugSnapshotTermFromCommands bool
+	bugConfigOnCommit           bool
+	bugConcurrentConfChanges    bool
+	bugLeaderStaysAfterRemoval  bool
+	bugVoteFromNonVoter         bool
 )
 
 const plantedBugsAvailable = true

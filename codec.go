@@ -28,7 +28,7 @@ import (
 //	mask     uvarint; bit i set means field i follows (zero fields are omitted)
 //	fields   uvarint each, in bit order: Group, From, To, Term, Index,
 //	         LogTerm, Commit, ConflictIndex, ConflictTerm, ReadSeq
-//	         (bit 10 is Reject and carries no value)
+//	         (bits 10 and 13, Reject and Transfer, carry no value)
 //	entries  if bit 11: uvarint count, then per entry uvarint Index,
 //	         uvarint Term, 1 byte EntryType, uvarint data length, data
 //	chunk    if bit 12 (MsgSnap, MsgSnapResp): uvarint Offset, 1 byte
@@ -74,8 +74,9 @@ const (
 	fReject
 	fEntries
 	fChunk
+	fTransfer
 
-	fAll = fChunk<<1 - 1
+	fAll = fTransfer<<1 - 1
 )
 
 // minEntryWireSize is the smallest encoded entry (four one-byte fields); it
@@ -138,6 +139,9 @@ func appendMessage(dst []byte, m *Message) []byte {
 	}
 	if m.Chunk != nil {
 		mask |= fChunk
+	}
+	if m.Transfer {
+		mask |= fTransfer
 	}
 	dst = append(dst, byte(m.Type))
 	dst = binary.AppendUvarint(dst, mask)
@@ -314,7 +318,7 @@ func decodeMessage(body []byte, m *Message, own bool) error {
 	*m = Message{
 		Type: t, Group: vals[0], From: NodeID(vals[1]), To: NodeID(vals[2]), Term: vals[3],
 		Index: vals[4], LogTerm: vals[5], Commit: vals[6], ConflictIndex: vals[7],
-		ConflictTerm: vals[8], ReadSeq: vals[9], Reject: mask&fReject != 0,
+		ConflictTerm: vals[8], ReadSeq: vals[9], Reject: mask&fReject != 0, Transfer: mask&fTransfer != 0,
 	}
 	if mask&fEntries != 0 {
 		ents = decodeEntries(&r, ents, own)

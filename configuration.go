@@ -61,10 +61,11 @@ func (c Configuration) Server(id NodeID) (Server, bool) {
 	return Server{}, false
 }
 
-// Validate checks that IDs are non-zero and unique and that at least one
-// voter exists.
+// Validate checks that IDs are non-zero and unique, that no two servers
+// share an address, and that at least one voter exists.
 func (c Configuration) Validate() error {
 	seen := make(map[NodeID]bool, len(c.Servers))
+	addrs := make(map[string]NodeID, len(c.Servers))
 	voters := 0
 	for _, s := range c.Servers {
 		if s.ID == None {
@@ -74,6 +75,10 @@ func (c Configuration) Validate() error {
 			return fmt.Errorf("raft: configuration lists server %d twice", s.ID)
 		}
 		seen[s.ID] = true
+		if other, dup := addrs[s.Address]; dup && s.Address != "" {
+			return fmt.Errorf("raft: servers %d and %d share the address %q", other, s.ID, s.Address)
+		}
+		addrs[s.Address] = s.ID
 		if s.Suffrage == Voter {
 			voters++
 		} else if s.Suffrage != Learner {
@@ -145,4 +150,104 @@ func DecodeConfiguration(b []byte) (Configuration, error) {
 		return Configuration{}, fmt.Errorf("%w: %v", errBadConfig, err)
 	}
 	return c, nil
+}
+
+// ConfChangeType is the kind of a single-server membership change.
+type ConfChangeType uint8
+
+const (
+	// ConfAddLearner adds a server that receives the log but does not vote.
+	ConfAddLearner ConfChangeType = iota + 1
+	// ConfAddVoter adds a voter, or promotes a learner to voter.
+	// Node.AddVoter catches a new server up as a learner first.
+	ConfAddVoter
+	// ConfDemote makes a voter a learner.
+	ConfDemote
+	// ConfRemove removes a server, the leader included.
+	ConfRemove
+)
+
+var confChangeNames = [...]string{ConfAddLearner: "add-learner", ConfAddVoter: "add-voter", ConfDemote: "demote", ConfRemove: "remove"}
+
+// String returns the change's name.
+func (t ConfChangeType) String() string {
+	if t > 0 && int(t) < len(confChangeNames) {
+		return confChangeNames[t]
+	}
+	return fmt.Sprintf("ConfChangeType(%d)", uint8(t))
+}
+
+// ConfChange is one single-server membership change (Raft thesis ch. 4).
+type ConfChange struct {
+	Type ConfChangeType
+	ID   NodeID
+	// Address is the new server's transport address (adds only; an add
+	// may also change a member's address).
+	Address string
+	// PrevIndex, when non-zero, must be the index of the configuration in
+	// force, or the change is refused with ErrStaleConfiguration: two
+	// operators working from the same view cannot both change it.
+	PrevIndex uint64
+}
+
+// String formats the change for logs.
+func (cc ConfChange) String() string {
+	return fmt.Sprintf("%s %d %q (after %d)", cc.Type, cc.ID, cc.Address, cc.PrevIndex)
+}
+
+// Apply returns the configuration cc makes of c, and whether it differs:
+// adding a server that is already a member with the same address and role
+// changes nothing. It refuses changes to unknown servers and removing or
+// demoting the last voter.
+func (c Configuration) Apply(cc ConfChange) (Configuration, bool, error) {
+	if cc.ID == None {
+		return c, false, errors.New("raft: a configuration change needs a server ID")
+	}
+	i := slices.IndexFunc(c.Servers, func(s Server) bool { return s.ID == cc.ID })
+	next := Configuration{Servers: slices.Clone(c.Servers)}
+	switch cc.Type {
+	case ConfAddLearner, ConfAddVoter:
+		want := Server{ID: cc.ID, Address: cc.Address, Suffrage: Voter}
+		if cc.Type == ConfAddLearner {
+			want.Suffrage = Learner
+		}
+		if i < 0 {
+			next.Servers = append(next.Servers, want)
+			break
+		}
+		if want.Address == "" {
+			want.Address = c.Servers[i].Address // a promotion keeps the address
+		}
+		if cc.Type == ConfAddLearner && c.Servers[i].Suffrage == Voter {
+			return c, false, fmt.Errorf("%w: server %d is a voter; demote it instead", ErrInvalidConfChange, cc.ID)
+		}
+		next.Servers[i] = want
+	case ConfDemote, ConfRemove:
+		if i < 0 {
+			return c, false, fmt.Errorf("%w: %d", ErrUnknownServer, cc.ID)
+		}
+		if cc.Type == ConfRemove {
+			next.Servers = slices.Delete(next.Servers, i, i+1)
+		} else {
+			next.Servers[i].Suffrage = Learner
+		}
+		if len(next.Voters()) == 0 {
+			return c, false, fmt.Errorf("%w: server %d", ErrRemoveLastVoter, cc.ID)
+		}
+	default:
+		return c, false, fmt.Errorf("%w: unknown type %d", ErrInvalidConfChange, cc.Type)
+	}
+	if slices.Equal(next.Servers, c.Servers) {
+		return c, false, nil
+	}
+	if err := next.Validate(); err != nil {
+		return c, false, fmt.Errorf("%w: %v", ErrInvalidConfChange, err)
+	}
+	return next, true, nil
+}
+
+// Has reports whether id is a member (voter or learner).
+func (c Configuration) Has(id NodeID) bool {
+	_, ok := c.Server(id)
+	return ok
 }

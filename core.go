@@ -37,18 +37,16 @@ type coreConfig struct {
 	id NodeID
 	// electionTicks is the election timeout in election ticks; a follower
 	// times out after a random number of ticks in [electionTicks, 2*electionTicks).
-	electionTicks   int
-	preVote         bool
-	checkQuorum     bool
-	maxMsgBytes     uint64
-	maxMsgEntries   int
-	maxInflight     int
-	maxApplyBytes   uint64
-	rand            *rand.Rand
-	logger          *slog.Logger
-	initialHS       HardState
-	initialConfig   Configuration
-	initialConfigAt uint64
+	electionTicks int
+	preVote       bool
+	checkQuorum   bool
+	maxMsgBytes   uint64
+	maxMsgEntries int
+	maxInflight   int
+	maxApplyBytes uint64
+	rand          *rand.Rand
+	logger        *slog.Logger
+	initialHS     HardState
 	// initialSnapshot is the snapshot the state machine was restored from
 	// (zero for none).
 	initialSnapshot SnapshotMeta
@@ -79,9 +77,21 @@ type core struct {
 
 	config   Configuration
 	configAt uint64 // index of the entry holding config (0: bootstrap state)
-	voter    bool   // whether this node votes in config
-	peers    []*progress
-	self     progress // the leader's own match (its durable log)
+	// prevConfig is the configuration config replaced: the one in force
+	// again should config's (uncommitted) entry be overwritten.
+	prevConfig   Configuration
+	prevConfigAt uint64
+	// pendingConfig is only used by a planted bug (config-on-commit).
+	pendingConfig   Configuration
+	pendingConfigAt uint64
+	// removed: a committed configuration left this node out (reported).
+	removed bool
+	// campaignTransfer marks the vote requests of a campaign the leader
+	// asked for (MsgTimeoutNow).
+	campaignTransfer bool
+	voter            bool // whether this node votes in config
+	peers            []*progress
+	self             progress // the leader's own match (its durable log)
 
 	votes map[NodeID]bool
 
@@ -142,13 +152,16 @@ type ready struct {
 	compact uint64
 	// snapWrites are chunks of an incoming snapshot to write, in order.
 	snapWrites []SnapshotWrite
+	// configChanged: the configuration in force changed; the owner
+	// updates its senders and the transport's addresses.
+	configChanged bool
 }
 
 func (rd *ready) empty() bool {
 	return !rd.syncHS && len(rd.entries) == 0 && len(rd.messages) == 0 &&
 		len(rd.afterPersist) == 0 && len(rd.committed) == 0 && len(rd.reads) == 0 &&
 		!rd.roleChanged && !rd.leaderChange && len(rd.peerEvents) == 0 && !rd.proposalsLost &&
-		rd.snapshot == nil && rd.compact == 0 && len(rd.snapWrites) == 0
+		rd.snapshot == nil && rd.compact == 0 && len(rd.snapWrites) == 0 && !rd.configChanged
 }
 
 func newCore(cfg coreConfig, storage Storage) (*core, error) {
@@ -160,9 +173,9 @@ func newCore(cfg coreConfig, storage Storage) (*core, error) {
 		cfg.snapshotChunk = DefaultSnapshotChunkSize
 	}
 	cfg.snapshotInflight = max(cfg.snapshotInflight, 1)
-	if sn := cfg.initialSnapshot; sn.ConfigIndex > cfg.initialConfigAt || (cfg.initialConfigAt == 0 && len(sn.Config.Servers) > 0) {
-		// The log after the snapshot holds no newer configuration.
-		cfg.initialConfig, cfg.initialConfigAt = sn.Config, sn.ConfigIndex
+	latest, prev, err := latestConfigurations(storage, cfg.initialSnapshot)
+	if err != nil {
+		return nil, err
 	}
 	c := &core{
 		cfg:         cfg,
@@ -174,7 +187,9 @@ func newCore(cfg coreConfig, storage Storage) (*core, error) {
 		snap:        cfg.initialSnapshot,
 		compacted:   lg.firstIndex() - 1,
 	}
-	c.applyConfig(cfg.initialConfig, cfg.initialConfigAt)
+	c.applyConfig(prev.conf, prev.index)
+	c.prevConfig, c.prevConfigAt = c.config, c.configAt
+	c.applyConfig(latest.conf, latest.index)
 	c.becomeFollower(c.term, None)
 	c.out = ready{}
 	return c, nil
@@ -317,7 +332,8 @@ func (c *core) step(m Message) {
 	}
 	switch {
 	case m.Term > c.term:
-		if (m.Type == MsgVote || m.Type == MsgPreVote) && c.inLease() {
+		transfer := m.Type == MsgVote && m.Transfer
+		if (m.Type == MsgVote || m.Type == MsgPreVote) && c.inLease() && !transfer {
 			// Leader stickiness: we heard from a live leader within the
 			// election timeout, so this candidate cannot win and must not
 			// bump our term (a rejoining partitioned node stays harmless).
@@ -395,6 +411,8 @@ func (c *core) stepFollower(m Message) {
 		c.electionElapsed = 0
 		c.setLeader(m.From)
 		c.handleSnapshot(m)
+	case MsgTimeoutNow:
+		c.handleTimeoutNow(m)
 	}
 }
 

@@ -46,15 +46,11 @@ func newCoreCluster(t testing.TB, n int, seed uint64) *coreCluster {
 func (cc *coreCluster) newCore(id NodeID, seed uint64) *core {
 	s := cc.stores[id]
 	hs, _ := s.InitialState()
-	conf, at, err := latestConfiguration(s)
-	if err != nil {
-		cc.t.Fatal(err)
-	}
 	c, err := newCore(coreConfig{
 		id: id, electionTicks: electionTickResolution, preVote: true, checkQuorum: true,
 		maxMsgBytes: 1 << 20, maxMsgEntries: 64, maxInflight: 16, maxApplyBytes: 1 << 20,
 		rand: rand.New(rand.NewPCG(seed, uint64(id))), logger: discardLogger(),
-		initialHS: hs, initialConfig: conf, initialConfigAt: at,
+		initialHS: hs,
 	}, s)
 	if err != nil {
 		cc.t.Fatal(err)

@@ -63,10 +63,11 @@ func (c *core) campaign(pre bool) {
 		typ = MsgPreVote
 	}
 	for _, p := range c.peers {
-		if p.learner {
+		if p.learner && !bugVoteFromNonVoter {
 			continue
 		}
-		c.send(Message{Type: typ, To: p.id, Term: voteTerm, Index: c.log.lastIndex(), LogTerm: c.log.lastTerm()})
+		c.send(Message{Type: typ, To: p.id, Term: voteTerm, Index: c.log.lastIndex(), LogTerm: c.log.lastTerm(),
+			Transfer: c.campaignTransfer && !pre})
 	}
 }
 
@@ -77,10 +78,13 @@ func (c *core) wonElection() bool {
 		granted++
 	}
 	for _, p := range c.peers {
-		if p.learner {
+		if p.learner && !bugVoteFromNonVoter {
 			continue
 		}
 		if v, ok := c.votes[p.id]; ok {
+			if p.learner {
+				bugHit("vote-from-non-voter")
+			}
 			if v {
 				granted++
 			} else {

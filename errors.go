@@ -22,8 +22,30 @@ var (
 	ErrStorageFailed = errors.New("raft: storage failed")
 	// ErrAlreadyBootstrapped: Bootstrap found existing state.
 	ErrAlreadyBootstrapped = errors.New("raft: storage already holds state")
-	// ErrNotBootstrapped: NewNode found no configuration in storage.
-	ErrNotBootstrapped = errors.New("raft: storage holds no configuration; call Bootstrap first")
+	// ErrNotBootstrapped: NewNode found empty storage and was not told to
+	// join an existing cluster (Config.Join).
+	ErrNotBootstrapped = errors.New("raft: storage is empty; call Bootstrap on every initial voter, or set Config.Join to wait to be added")
+
+	// ErrConfigChangeInProgress: a membership change was asked for while
+	// another is uncommitted, or before a new leader committed an entry of
+	// its own term. Retry once it commits.
+	ErrConfigChangeInProgress = errors.New("raft: a configuration change is in progress")
+	// ErrStaleConfiguration: the change named a configuration index
+	// (PrevIndex) that is no longer the one in force.
+	ErrStaleConfiguration = errors.New("raft: the configuration changed since the given index")
+	// ErrUnknownServer: the change names a server that is not a member.
+	ErrUnknownServer = errors.New("raft: no such server in the configuration")
+	// ErrRemoveLastVoter: the change would leave no voter.
+	ErrRemoveLastVoter = errors.New("raft: cannot remove or demote the last voter")
+	// ErrInvalidConfChange: the change is malformed (no ID, unknown type,
+	// a duplicate address, a voter added back as a learner).
+	ErrInvalidConfChange = errors.New("raft: invalid configuration change")
+	// ErrNotInConfiguration: the node's bootstrap configuration leaves it
+	// out, so it could never take part.
+	ErrNotInConfiguration = errors.New("raft: node is not in the configuration")
+	// ErrNotCaughtUp: AddVoter's new server did not catch up with the
+	// leader; it stays a learner, and the call may be retried.
+	ErrNotCaughtUp = errors.New("raft: new server did not catch up with the leader")
 )
 
 // NotLeaderError is returned when a request reaches a follower or candidate.

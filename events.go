@@ -23,6 +23,9 @@ const (
 	// (or a log invariant broke); Status.Err says why. It acknowledges
 	// nothing more and must be restarted once the cause is fixed.
 	EventFailed
+	// EventRemoved: a committed configuration no longer lists this node.
+	// It stops campaigning; its process may exit.
+	EventRemoved
 )
 
 // String returns the event type's name.
@@ -38,6 +41,8 @@ func (t EventType) String() string {
 		return "peer-reachable"
 	case EventFailed:
 		return "failed"
+	case EventRemoved:
+		return "removed"
 	}
 	return fmt.Sprintf("EventType(%d)", uint8(t))
 }

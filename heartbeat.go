@@ -25,7 +25,7 @@ func (c *core) broadcastHeartbeat() {
 
 // handleHeartbeat is the follower side.
 func (c *core) handleHeartbeat(m Message) {
-	c.log.commitTo(m.Commit)
+	c.commitTo(m.Commit)
 	c.send(Message{Type: MsgHeartbeatResp, To: m.From, ReadSeq: m.ReadSeq})
 }
 

@@ -163,8 +163,9 @@ func (l *raftLog) appendLeader(ents []Entry) {
 // maybeAppend applies an AppendEntries whose preceding entry (index, term)
 // matched: it skips entries already present, truncates at the first conflict
 // and appends the rest. It returns the index of the last entry the leader
-// sent, which is now known to match.
-func (l *raftLog) maybeAppend(index uint64, ents []Entry) (lastNew uint64, err error) {
+// sent, which is now known to match, and the index from which the log was
+// (re)written: 0 when every entry was there already.
+func (l *raftLog) maybeAppend(index uint64, ents []Entry) (from, lastNew uint64, err error) {
 	lastNew = index + uint64(len(ents))
 	for i := range ents {
 		e := &ents[i]
@@ -172,19 +173,23 @@ func (l *raftLog) maybeAppend(index uint64, ents []Entry) (lastNew uint64, err e
 			continue
 		}
 		if e.Index <= l.committed {
-			return 0, fmt.Errorf("%w: entry %d (term %d) conflicts with committed index %d",
+			return 0, 0, fmt.Errorf("%w: entry %d (term %d) conflicts with committed index %d",
 				errLogCorrupt, e.Index, e.Term, l.committed)
 		}
 		l.truncateAndAppend(ents[i:])
+		from = e.Index
 		break
 	}
 	if bugTruncateOnStale && lastNew < l.lastIndex() && lastNew > l.committed {
 		// Planted bug: drop everything after a (possibly stale) append.
 		if last, err := l.entries(lastNew, lastNew+1, ^uint64(0)); err == nil && len(last) == 1 {
 			l.truncateAndAppend(last)
+			if from == 0 || lastNew+1 < from {
+				from = lastNew + 1
+			}
 		}
 	}
-	return lastNew, nil
+	return from, lastNew, nil
 }
 
 // truncateAndAppend replaces the log from ents[0].Index on with ents.

@@ -145,6 +145,10 @@ type Message struct {
 
 	// Reject marks a refused vote or append.
 	Reject bool
+	// Transfer marks a MsgVote of a campaign the leader asked for
+	// (MsgTimeoutNow): voters grant it even while they hear from that
+	// leader, which leader stickiness would otherwise refuse.
+	Transfer bool
 	// ConflictIndex and ConflictTerm let a rejected append skip a whole
 	// conflicting term at once (Raft §5.3, "fast backtracking"): the
 	// follower's term at the probed index and the first index it holds of
@@ -187,6 +191,9 @@ func (m Message) String() string {
 	}
 	if m.Reject {
 		s += fmt.Sprintf(" reject(ci%d ct%d)", m.ConflictIndex, m.ConflictTerm)
+	}
+	if m.Transfer {
+		s += " transfer"
 	}
 	if m.ReadSeq != 0 {
 		s += fmt.Sprintf(" rs%d", m.ReadSeq)
@@ -236,6 +243,9 @@ func (m *Message) check() error {
 		if m.LogTerm > m.Term {
 			return fmt.Errorf("%w: append's previous term %d beyond its term %d", errMalformedMessage, m.LogTerm, m.Term)
 		}
+		if err := checkConfigEntries(m.Entries); err != nil {
+			return err
+		}
 		if uint64(len(m.Entries)) > math.MaxUint64-m.Index {
 			return fmt.Errorf("%w: %d entries after index %d overflow", errMalformedMessage, len(m.Entries), m.Index)
 		}
@@ -257,6 +267,21 @@ func (m *Message) check() error {
 	case MsgSnapResp:
 		if m.Chunk == nil {
 			return fmt.Errorf("%w: snapshot answer without progress", errMalformedMessage)
+		}
+	}
+	return nil
+}
+
+// checkConfigEntries refuses configuration entries that do not decode: a
+// configuration takes effect as soon as it is in the log, so a bad one
+// must never get there.
+func checkConfigEntries(ents []Entry) error {
+	for i := range ents {
+		if ents[i].Type != EntryConfig {
+			continue
+		}
+		if _, err := DecodeConfiguration(ents[i].Data); err != nil {
+			return fmt.Errorf("%w: configuration entry %d: %v", errMalformedMessage, ents[i].Index, err)
 		}
 	}
 	return nil

@@ -61,6 +61,10 @@ func (n *Node) handleOne(recv <-chan Message, wait bool) bool {
 		n.takeApplied()
 	case r := <-n.snapReports:
 		n.takeSnapReport(r)
+	case r := <-n.confc:
+		n.proposeConfChange(r)
+	case q := <-n.queryc:
+		q(n.core)
 	case reply := <-n.statusc:
 		reply <- n.status()
 	}
@@ -118,6 +122,18 @@ func (n *Node) pollOne(recv <-chan Message) bool {
 	select {
 	case r := <-n.snapReports:
 		n.takeSnapReport(r)
+		return true
+	default:
+	}
+	select {
+	case r := <-n.confc:
+		n.proposeConfChange(r)
+		return true
+	default:
+	}
+	select {
+	case q := <-n.queryc:
+		q(n.core)
 		return true
 	default:
 	}
@@ -208,6 +224,9 @@ func (n *Node) dispatch(rd ready) bool {
 	if rd.empty() && (n.core.failed == nil || n.failureReported) {
 		n.core.recycle(rd.messages, rd.afterPersist) // empty, but keep the arrays
 		return true
+	}
+	if rd.configChanged {
+		n.adoptPeers()
 	}
 	if n.inlineSave {
 		n.saveInline(&rd)

@@ -54,6 +54,11 @@ type Config struct {
 	// well under ElectionTimeout. Default ElectionTimeout/10.
 	HeartbeatInterval time.Duration
 
+	// Join says this node starts with empty storage and waits, as a
+	// learner-to-be, for a leader to add it (see Node.AddVoter). Without
+	// it, NewNode on empty storage fails with ErrNotBootstrapped.
+	Join bool
+
 	// DisablePreVote turns off the PreVote round (on by default), which
 	// keeps a node that cannot win from disrupting the cluster's term.
 	DisablePreVote bool
@@ -274,6 +279,8 @@ type Node struct {
 	propc         chan *proposal
 	readc         chan *readWaiter
 	statusc       chan chan Status
+	confc         chan *confRequest
+	queryc        chan func(*core)
 	electionTicks chan struct{}
 	heartbeats    chan struct{}    // heartbeat timer → owner, 10
 	logEntries    chan *writeBatch // owner → appender, 64
@@ -331,6 +338,9 @@ type Node struct {
 	propBatch    []*proposal
 	// failureReported: EventFailed went out.
 	failureReported bool
+	// peerAddrs are the peers (and addresses) of the configuration the
+	// senders and the transport were last set up for.
+	peerAddrs map[NodeID]string
 }
 
 // logPosition is a (index, term) pair naming the end of a durable log.
@@ -352,30 +362,18 @@ func NewNode(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	conf, confAt, err := latestConfiguration(cfg.Storage)
-	if err != nil {
-		return nil, err
-	}
-	if restored.ConfigIndex > confAt {
-		conf, confAt = restored.Config, restored.ConfigIndex
-	}
-	if confAt == 0 {
-		cfg.Logger.Warn("raft: no configuration in storage; waiting for a leader to add this node", "id", cfg.ID)
-	}
-	core, err := newCore(coreConfig{
-		id:              cfg.ID,
-		electionTicks:   electionTickResolution,
-		preVote:         !cfg.DisablePreVote,
-		checkQuorum:     !cfg.DisableCheckQuorum,
-		maxMsgBytes:     cfg.MaxBytesPerMsg,
-		maxMsgEntries:   cfg.MaxEntriesPerMsg,
-		maxInflight:     cfg.MaxInflightMsgs,
-		maxApplyBytes:   4 << 20,
-		rand:            rand.New(cfg.Rand),
-		logger:          cfg.Logger,
-		initialHS:       hs,
-		initialConfig:   conf,
-		initialConfigAt: confAt,
+	rc, err := newCore(coreConfig{
+		id:            cfg.ID,
+		electionTicks: electionTickResolution,
+		preVote:       !cfg.DisablePreVote,
+		checkQuorum:   !cfg.DisableCheckQuorum,
+		maxMsgBytes:   cfg.MaxBytesPerMsg,
+		maxMsgEntries: cfg.MaxEntriesPerMsg,
+		maxInflight:   cfg.MaxInflightMsgs,
+		maxApplyBytes: 4 << 20,
+		rand:          rand.New(cfg.Rand),
+		logger:        cfg.Logger,
+		initialHS:     hs,
 
 		initialSnapshot:  restored,
 		snapshotTrailing: uint64(cfg.SnapshotTrailing),
@@ -385,13 +383,18 @@ func NewNode(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("raft: opening log: %w", err)
 	}
+	if err := checkMembership(&cfg, rc); err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	n := &Node{
 		cfg:           cfg,
-		core:          core,
+		core:          rc,
 		propc:         make(chan *proposal, cfg.MaxProposalBatch),
 		readc:         make(chan *readWaiter, 256),
 		statusc:       make(chan chan Status),
+		confc:         make(chan *confRequest),
+		queryc:        make(chan func(*core)),
 		electionTicks: make(chan struct{}, 1),
 		heartbeats:    make(chan struct{}, 10),
 		logEntries:    make(chan *writeBatch, 64),
@@ -413,12 +416,10 @@ func NewNode(cfg Config) (*Node, error) {
 	}
 	n.direct, _ = cfg.Transport.(directSender)
 	_, n.inlineSave = cfg.Storage.(*MemoryStorage)
-	n.applied.Store(core.log.applied)
+	n.applied.Store(rc.log.applied)
 	n.durableSnapshot.Store(restored.Index)
-	n.persistedAt = logPosition{index: core.log.stableIndex(), term: core.log.lastTerm()}
-	for _, s := range conf.Servers {
-		n.ensureSender(s.ID)
-	}
+	n.persistedAt = logPosition{index: rc.log.stableIndex(), term: rc.log.lastTerm()}
+	n.adoptPeers()
 	n.start(restored)
 	return n, nil
 }
@@ -440,6 +441,21 @@ func (n *Node) start(restored SnapshotMeta) {
 	go func() { defer n.wg.Done(); n.runApplier(restored) }()
 }
 
+// checkMembership refuses to start a node that could never take part:
+// empty storage without the intent to join, or a bootstrap configuration
+// that leaves the node out.
+func checkMembership(cfg *Config, c *core) error {
+	switch {
+	case len(c.config.Servers) == 0 && !cfg.Join:
+		return fmt.Errorf("%w (node %d)", ErrNotBootstrapped, cfg.ID)
+	case len(c.config.Servers) == 0:
+		cfg.Logger.Info("raft: storage is empty; waiting for a leader to add this node", "id", cfg.ID)
+	case c.configAt == 1 && c.log.lastIndex() == 1 && !c.config.Has(cfg.ID):
+		return fmt.Errorf("%w: node %d is not in the bootstrap configuration %v", ErrNotInConfiguration, cfg.ID, c.config.Voters())
+	}
+	return nil
+}
+
 // ensureSender starts the sender actor for a peer if it has none.
 func (n *Node) ensureSender(id NodeID) {
 	if id == n.cfg.ID || n.direct != nil {
@@ -455,36 +471,64 @@ func (n *Node) ensureSender(id NodeID) {
 	s.start(n.ctx, n.cfg.Transport, &n.wg, func(NodeID, error) { n.sendErrors.Add(1) })
 }
 
-// latestConfiguration finds the last configuration entry in storage.
-func latestConfiguration(s Storage) (Configuration, uint64, error) {
+// stopSender stops the sender actor of a peer no longer in the
+// configuration.
+func (n *Node) stopSender(id NodeID) {
+	n.sendersMu.Lock()
+	defer n.sendersMu.Unlock()
+	if s, ok := n.senders[id]; ok {
+		s.stop()
+		delete(n.senders, id)
+	}
+}
+
+// configAt is a configuration and the index of the entry holding it.
+type configAt struct {
+	conf  Configuration
+	index uint64
+}
+
+// latestConfigurations finds the configuration in force and the one before
+// it (in force again should the latest's entry be overwritten): the last
+// two configuration entries in storage, then the snapshot's.
+func latestConfigurations(s Storage, snap SnapshotMeta) (latest, prev configAt, err error) {
 	first, err := s.FirstIndex()
 	if err != nil {
-		return Configuration{}, 0, err
+		return latest, prev, err
 	}
 	last, err := s.LastIndex()
 	if err != nil {
-		return Configuration{}, 0, err
+		return latest, prev, err
 	}
+	var found []configAt
 	const chunk = 256
-	for hi := last + 1; hi > first; {
+	for hi := last + 1; hi > first && len(found) < 2; {
 		lo := max(first, hi-min(hi, chunk))
 		ents, err := s.Entries(lo, hi, ^uint64(0))
 		if err != nil {
-			return Configuration{}, 0, fmt.Errorf("raft: scanning log for configuration: %w", err)
+			return latest, prev, fmt.Errorf("raft: scanning log for configuration: %w", err)
 		}
-		for i := len(ents) - 1; i >= 0; i-- {
-			if ents[i].Type != EntryConfig {
+		for i := len(ents) - 1; i >= 0 && len(found) < 2; i-- {
+			if ents[i].Type != EntryConfig || ents[i].Index <= snap.ConfigIndex {
 				continue
 			}
 			conf, err := DecodeConfiguration(ents[i].Data)
 			if err != nil {
-				return Configuration{}, 0, fmt.Errorf("raft: configuration entry %d: %w", ents[i].Index, err)
+				return latest, prev, fmt.Errorf("raft: configuration entry %d: %w", ents[i].Index, err)
 			}
-			return conf, ents[i].Index, nil
+			found = append(found, configAt{conf, ents[i].Index})
 		}
 		hi = lo
 	}
-	return Configuration{}, 0, nil
+	if len(snap.Config.Servers) > 0 || snap.ConfigIndex > 0 {
+		found = append(found, configAt{snap.Config, snap.ConfigIndex})
+	}
+	found = append(found, configAt{}, configAt{})
+	latest, prev = found[0], found[1]
+	if prev.index == 0 && len(prev.conf.Servers) == 0 {
+		prev = latest // nothing older: the latest is committed
+	}
+	return latest, prev, nil
 }
 
 // proposal is one Propose call travelling from the caller to the applier.

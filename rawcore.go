@@ -142,10 +142,6 @@ func NewCore(cfg CoreConfig, s Storage) (*Core, error) {
 	if err != nil {
 		return nil, fmt.Errorf("raft: reading hard state: %w", err)
 	}
-	conf, at, err := latestConfiguration(s)
-	if err != nil {
-		return nil, err
-	}
 	if cfg.MaxSnapshotInflight == 0 {
 		cfg.MaxSnapshotInflight = 4
 	}
@@ -154,7 +150,7 @@ func NewCore(cfg CoreConfig, s Storage) (*Core, error) {
 		preVote: !cfg.DisablePreVote, checkQuorum: !cfg.DisableCheckQuorum,
 		maxMsgBytes: def.MaxBytesPerMsg, maxMsgEntries: def.MaxEntriesPerMsg, maxInflight: def.MaxInflightMsgs,
 		maxApplyBytes: cfg.MaxApplyBytes, rand: rand.New(cfg.Rand), logger: cfg.Logger,
-		initialHS: hs, initialConfig: conf, initialConfigAt: at,
+		initialHS:       hs,
 		initialSnapshot: cfg.Snapshot, snapshotTrailing: cfg.SnapshotTrailing,
 		snapshotChunk: cfg.SnapshotChunkSize, snapshotInflight: cfg.MaxSnapshotInflight,
 	}, s)

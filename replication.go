@@ -87,7 +87,10 @@ func (c *core) handleAppend(m Message) {
 		c.rejectAppend(m)
 		return
 	}
-	lastNew, err := c.log.maybeAppend(m.Index, m.Entries)
+	from, lastNew, err := c.log.maybeAppend(m.Index, m.Entries)
+	if from != 0 {
+		c.logReplaced(from, m.Entries)
+	}
 	if err != nil {
 		// The append contradicts committed entries. A well-formed append
 		// (Message.check) starts past our commit index, so no peer's
@@ -96,7 +99,7 @@ func (c *core) handleAppend(m Message) {
 		c.reject(m, err)
 		return
 	}
-	c.log.commitTo(min(m.Commit, lastNew))
+	c.commitTo(min(m.Commit, lastNew))
 	// The acknowledgement promises the entries are durable: it waits for
 	// the appender.
 	c.sendAfterPersist(Message{Type: MsgAppResp, To: m.From, Index: lastNew})
@@ -219,7 +222,7 @@ func (c *core) maybeCommit() {
 			bugHit("commit-previous-term")
 		}
 	}
-	c.log.commitTo(quorumMatch)
+	c.commitTo(quorumMatch)
 	c.reads.commitAdvanced(c)
 }
 
@@ -231,11 +234,16 @@ type peerSender struct {
 	id     NodeID
 	urgent chan Message
 	bulk   chan Message
+	// done stops the lanes of a peer that left the configuration.
+	done chan struct{}
 }
 
 func newPeerSender(id NodeID, window int) *peerSender {
-	return &peerSender{id: id, urgent: make(chan Message, 64), bulk: make(chan Message, window)}
+	return &peerSender{id: id, urgent: make(chan Message, 64), bulk: make(chan Message, window), done: make(chan struct{})}
 }
+
+// stop ends the sender's lanes; what they hold is dropped.
+func (s *peerSender) stop() { close(s.done) }
 
 // enqueue hands m to the right lane without blocking; it reports false if
 // the lane was full and m was dropped.
@@ -270,6 +278,8 @@ func (s *peerSender) runLane(ctx context.Context, lane <-chan Message, t Transpo
 				onErr(s.id, err)
 			}
 		case <-ctx.Done():
+			return
+		case <-s.done:
 			return
 		}
 	}
