@@ -41,6 +41,11 @@ var plantedBugs = map[string]*bool{
 	"compact-past-snapshot":              &bugCompactPastSnapshot,
 	"install-snapshot-older-than-commit": &bugInstallOldSnapshot,
 	"snapshot-wrong-term":                &bugSnapshotTermFromCommands,
+
+	"config-on-commit":           &bugConfigOnCommit,
+	"concurrent-config-changes":  &bugConcurrentConfChanges,
+	"leader-stays-after-removal": &bugLeaderStaysAfterRemoval,
+	"vote-from-non-voter":        &bugVoteFromNonVoter,
 }
 
 // PlantedBugs lists the bugs PlantBug accepts.

@@ -346,6 +346,14 @@ func (c *core) step(m Message) {
 			// Granted for the term we would campaign in; counted below.
 		case m.Type == MsgApp || m.Type == MsgHeartbeat || m.Type == MsgSnap:
 			c.becomeFollower(m.Term, m.From)
+		case m.Type == MsgVote && c.role == Follower:
+			// A follower's timer restarts only when it grants the vote
+			// (Raft §5.2): one refusing a candidate whose log is behind
+			// must still time out, or a stale candidate campaigning in
+			// ever higher terms keeps the one that could win from trying.
+			elapsed, timeout := c.electionElapsed, c.randomizedTimeout
+			c.becomeFollower(m.Term, None)
+			c.electionElapsed, c.randomizedTimeout = elapsed, timeout
 		default:
 			c.becomeFollower(m.Term, None)
 		}

@@ -26,7 +26,7 @@ func (c *core) tickElection() {
 		}
 		return
 	}
-	if c.electionElapsed >= c.randomizedTimeout && c.voter {
+	if c.electionElapsed >= c.randomizedTimeout && c.mayCampaign() {
 		c.electionElapsed = 0
 		c.campaign(c.cfg.preVote)
 	}
@@ -74,7 +74,7 @@ func (c *core) campaign(pre bool) {
 // wonElection tallies votes and moves on when the outcome is decided.
 func (c *core) wonElection() bool {
 	granted, rejected := 0, 0
-	if c.votes[c.id] {
+	if c.votes[c.id] && c.voter {
 		granted++
 	}
 	for _, p := range c.peers {

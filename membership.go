@@ -149,13 +149,32 @@ func (c *core) handOver() {
 // transfer campaign skips PreVote, and voters that heard from the leader
 // recently grant it anyway (Message.Transfer).
 func (c *core) handleTimeoutNow(m Message) {
-	if !c.voter || c.failed != nil {
+	if !c.mayCampaign() || c.failed != nil {
 		return
 	}
 	c.cfg.logger.Info("raft: leader handed over leadership; campaigning", "id", c.id, "from", m.From, "term", c.term)
 	c.campaignTransfer = true
 	c.campaign(false)
 	c.campaignTransfer = false
+}
+
+// mayCampaign reports whether this node may stand for election: it votes
+// in the configuration in force, or in the committed one before it. The
+// latter is a leader that removed (or demoted) itself and lost leadership
+// before the change committed: the voters of the old configuration may
+// need it, as its log is ahead of theirs, and the votes it collects are
+// counted in the new configuration, so it can win, commit the change and
+// hand over. Without this the cluster can wedge: the old voters wait for
+// its vote, which it refuses them, and it never campaigns.
+func (c *core) mayCampaign() bool {
+	if c.voter {
+		return true
+	}
+	if c.configAt <= c.log.committed {
+		return false
+	}
+	s, ok := c.prevConfig.Server(c.id)
+	return ok && s.Suffrage == Voter
 }
 
 // committedConfig returns the latest committed configuration and its index.

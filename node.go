@@ -445,7 +445,8 @@ func (n *Node) status() Status {
 		ID: n.cfg.ID, Role: c.role, Term: c.term, Vote: c.vote, Leader: c.leader,
 		Commit: c.log.committed, Applied: n.applied.Load(), LastIndex: c.log.lastIndex(),
 		FirstIndex: c.log.firstIndex(), SnapshotIndex: c.snap.Index,
-		Config: Configuration{Servers: append([]Server(nil), c.config.Servers...)},
+		Config:      Configuration{Servers: append([]Server(nil), c.config.Servers...)},
+		ConfigIndex: c.configAt,
 		Err:    c.failed,
 		Metrics: Metrics{
 			SendDropped: n.sendDropped.Load(), SendErrors: n.sendErrors.Load(),
@@ -458,15 +459,7 @@ func (n *Node) status() Status {
 	st.Metrics.EventsDropped = n.subs.dropped
 	n.subs.mu.Unlock()
 	if c.role == Leader {
-		st.Peers = make(map[NodeID]PeerStatus, len(c.peers))
-		for _, p := range c.peers {
-			ps := PeerStatus{Match: p.match, Next: p.next, State: p.state.String(),
-				Inflight: p.inflight.count, Unreachable: p.unreachable}
-			if p.state == snapshotting {
-				ps.SnapshotSent, ps.SnapshotSize = p.snap.acked, uint64(p.snap.meta.Size)
-			}
-			st.Peers[p.id] = ps
-		}
+		st.Peers = c.peerStatus()
 	}
 	return st
 }

@@ -53,6 +53,20 @@ type progress struct {
 	snap snapSend
 }
 
+// peerStatus is the leader's view of its peers, for Status.
+func (c *core) peerStatus() map[NodeID]PeerStatus {
+	out := make(map[NodeID]PeerStatus, len(c.peers))
+	for _, p := range c.peers {
+		ps := PeerStatus{Match: p.match, Next: p.next, State: p.state.String(),
+			Inflight: p.inflight.count, Unreachable: p.unreachable, Learner: p.learner}
+		if p.state == snapshotting {
+			ps.SnapshotSent, ps.SnapshotSize = p.snap.acked, uint64(p.snap.meta.Size)
+		}
+		out[p.id] = ps
+	}
+	return out
+}
+
 func (p *progress) becomeProbe() {
 	p.snap = snapSend{}
 	p.state = probing

@@ -227,7 +227,10 @@ type Status struct {
 	// the newest snapshot holds (0 for none).
 	FirstIndex    uint64
 	SnapshotIndex uint64
-	Config        Configuration
+	// Config is the configuration in force (the latest in the log,
+	// committed or not) and ConfigIndex the index of its entry.
+	Config      Configuration
+	ConfigIndex uint64
 	// Peers is the leader's replication state per peer; empty elsewhere.
 	Peers map[NodeID]PeerStatus
 	// Err is set once the node stopped because its storage failed.
@@ -242,6 +245,8 @@ type PeerStatus struct {
 	State       string // "probe", "replicate" or "snapshot"
 	Inflight    int
 	Unreachable bool
+	// Learner: the peer receives the log but does not vote.
+	Learner bool
 	// SnapshotSent and SnapshotSize: in state "snapshot", how many bytes
 	// of the snapshot the peer confirmed holding, out of how many.
 	SnapshotSent uint64

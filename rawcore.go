@@ -230,16 +230,26 @@ func (c *Core) Ready() Ready {
 	return out
 }
 
-// Status returns the core's state (without metrics or peer details).
+// Status returns the core's state (without metrics).
 func (c *Core) Status() Status {
 	k := c.c
-	return Status{
+	st := Status{
 		ID: k.id, Role: k.role, Term: k.term, Vote: k.vote, Leader: k.leader,
 		Commit: k.log.committed, Applied: k.log.applied, LastIndex: k.log.lastIndex(),
 		FirstIndex: k.log.firstIndex(), SnapshotIndex: k.snap.Index,
-		Config: k.config, Err: k.failed,
+		Config: k.config, ConfigIndex: k.configAt, Err: k.failed,
 	}
+	if k.role == Leader {
+		st.Peers = k.peerStatus()
+	}
+	return st
 }
+
+// ProposeConfChange appends a membership change (see Node.AddVoter and the
+// others). It returns the configuration entry's index, or the current
+// configuration's when the change changes nothing; errors are
+// ErrCoreNotLeader and those of the Node methods.
+func (c *Core) ProposeConfChange(cc ConfChange) (uint64, error) { return c.c.proposeConfChange(cc) }
 
 // Term returns the term of the entry at index as the core sees it (storage
 // plus entries not yet persisted), for invariant checks.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"hash/fnv"
+	"strings"
 
 	"github.com/raftline/raft"
 )
@@ -49,7 +50,7 @@ func (c *checker) events(n *simNode, evs []raft.Event) {
 		if e.Type != raft.EventRoleChanged || e.Role != raft.Leader {
 			continue
 		}
-		c.electedByQuorum(n.id, e.Term)
+		c.electedByQuorum(n, e.Term)
 		if c.leaders == nil {
 			c.leaders = map[uint64]raft.NodeID{}
 		}
@@ -97,15 +98,24 @@ func (c *checker) vote(voter, candidate raft.NodeID, term uint64) {
 // electedByQuorum checks a new leader holds votes of a majority cast in its
 // own term: the step Election Safety rests on, checked where it happens
 // rather than waiting for a second leader to show up.
-func (c *checker) electedByQuorum(leader raft.NodeID, term uint64) {
+func (c *checker) electedByQuorum(n *simNode, term uint64) {
+	conf, _, ok := logConfig(n, ^uint64(0))
+	if !ok {
+		c.fail("election: node %d leads term %d and its log names no configuration", n.id, term)
+		return
+	}
+	voters := conf.Voters()
+	// A candidate votes for itself; alone in its configuration it sends
+	// no request that would show it.
+	c.vote(n.id, n.id, term)
 	granted := 0
-	for _, candidate := range c.votes[term] {
-		if candidate == leader {
+	for voter, candidate := range c.votes[term] {
+		if candidate == n.id && isVoter(conf, voter) {
 			granted++
 		}
 	}
-	if quorum := len(c.sim.nodes)/2 + 1; granted < quorum {
-		c.fail("election: node %d leads term %d with %d votes from that term, quorum %d", leader, term, granted, quorum)
+	if quorum := len(voters)/2 + 1; granted < quorum {
+		c.fail("election: node %d leads term %d with %d votes from voters %v of that term, quorum %d", n.id, term, granted, voters, quorum)
 	}
 }
 
@@ -249,6 +259,7 @@ func (c *checker) progress(op Op) {
 
 // afterStep runs the periodic whole-log checks.
 func (c *checker) afterStep() {
+	c.leadersInConfiguration()
 	c.sinceFull++
 	if c.sinceFull < fullCheckEvery {
 		return
@@ -256,6 +267,7 @@ func (c *checker) afterStep() {
 	c.sinceFull = 0
 	c.logMatching()
 	c.ackedDurable()
+	c.oneChangeAtATime()
 }
 
 // logMatching checks Raft's Log Matching property between every pair of
@@ -327,8 +339,22 @@ func (c *checker) liveness() {
 		leader = leader || (n.up && n.core.Status().Role == raft.Leader)
 	}
 	if !leader || !c.progressAfterHeal {
-		c.fail("liveness: %v after healing, leader elected %v, client progress %v", livenessBound, leader, c.progressAfterHeal)
+		c.fail("liveness: %v after healing, leader elected %v, client progress %v; nodes: %s", livenessBound, leader, c.progressAfterHeal, c.describe())
 	}
+}
+
+// describe summarizes every node for a failure message.
+func (c *checker) describe() string {
+	var b strings.Builder
+	for _, n := range c.sim.nodes {
+		if !n.up {
+			fmt.Fprintf(&b, "[%d down] ", n.id)
+			continue
+		}
+		st := n.core.Status()
+		fmt.Fprintf(&b, "[%d %v t%d last %d commit %d voters %v at %d] ", n.id, st.Role, st.Term, st.LastIndex, st.Commit, st.Config.Voters(), st.ConfigIndex)
+	}
+	return b.String()
 }
 
 // final runs when the run ends.

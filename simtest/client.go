@@ -47,10 +47,15 @@ func (s *sim) clientIssue(e *event) {
 func (s *sim) clientRequest(e *event) {
 	c := s.clients[e.client]
 	n := s.nodes[e.node]
-	if !c.busy || c.attempt != e.attempt || !n.up {
+	if !c.busy || c.attempt != e.attempt {
 		return
 	}
 	ref := clientRef{client: c.id, attempt: e.attempt}
+	if !n.up {
+		// Connection refused: the client tries the next node at once.
+		s.replyToClient(e.node, ref, reply{retry: true})
+		return
+	}
 	if c.op.Input.Kind == OpGet {
 		n.nextRead++
 		n.reads[n.nextRead] = ref

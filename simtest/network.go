@@ -197,7 +197,7 @@ func (s *sim) connected(from, to int) bool {
 
 // recompute rebuilds the network from the active faults.
 func (s *sim) recompute() {
-	net := newNetState(s.opts.Nodes)
+	net := newNetState(s.slots)
 	for i, f := range s.faults {
 		if !s.active[i] {
 			continue
@@ -265,7 +265,7 @@ func (s *sim) resolveLeaderTarget(i int) {
 		f.From = leader
 		return
 	}
-	f.Sides = make([]int, s.opts.Nodes)
+	f.Sides = make([]int, s.slots)
 	f.Sides[leader-1] = 1
 }
 
@@ -276,7 +276,7 @@ func (s *sim) startFault(i int) {
 	s.resolveLeaderTarget(i)
 	f := s.faults[i]
 	s.active[i] = true
-	if f.Kind == FaultCrash && validNode(f.From, s.opts.Nodes) {
+	if f.Kind == FaultCrash && validNode(f.From, s.slots) {
 		s.crash(f.From - 1)
 	}
 	if f.Kind == FaultChurn {
@@ -314,7 +314,7 @@ func (s *sim) endFault(i int) {
 	s.active[i] = false
 	f := s.faults[i]
 	s.recompute()
-	if f.Kind == FaultCrash && validNode(f.From, s.opts.Nodes) && !s.crashActive(f.From) {
+	if f.Kind == FaultCrash && validNode(f.From, s.slots) && !s.crashActive(f.From) {
 		s.restart(f.From - 1)
 	}
 }
@@ -354,6 +354,7 @@ func (s *sim) heal() {
 	clear(s.isolatedUntil)
 	clear(s.lagUntil)
 	s.recompute()
+	s.decommissionRemoved()
 	for i := range s.nodes {
 		s.restart(i)
 	}
@@ -362,7 +363,7 @@ func (s *sim) heal() {
 // send puts a message on the simulated network.
 func (s *sim) send(m raft.Message) {
 	from, to := int(m.From)-1, int(m.To)-1
-	if !validNode(int(m.To), s.opts.Nodes) || !s.connected(from, to) {
+	if !validNode(int(m.To), s.slots) || !s.connected(from, to) {
 		return
 	}
 	if s.net.dropRate > 0 && s.rng.Float64() < s.net.dropRate {

@@ -40,6 +40,8 @@ type simNode struct {
 	sinceSnap int
 	snapBusy  bool
 	recv      *simSnapshot
+	// decommissioned: removed and stopped for good (membership.go).
+	decommissioned bool
 }
 
 // pendingWrite is one ready's persistence plus the messages that wait for it.
@@ -75,11 +77,13 @@ func (s *sim) bootstrap() {
 	for i := 1; i <= s.opts.Nodes; i++ {
 		conf.Servers = append(conf.Servers, raft.Server{ID: raft.NodeID(i)})
 	}
-	for i := 1; i <= s.opts.Nodes; i++ {
+	for i := 1; i <= s.slots; i++ {
 		n := &simNode{id: raft.NodeID(i), store: raft.NewMemoryStorage()}
-		if err := raft.Bootstrap(n.store, conf); err != nil {
-			s.fail(err)
-			return
+		if i <= s.opts.Nodes {
+			if err := raft.Bootstrap(n.store, conf); err != nil {
+				s.fail(err)
+				return
+			}
 		}
 		s.nodes = append(s.nodes, n)
 		s.boot(i - 1)
@@ -143,7 +147,7 @@ func (s *sim) crash(i int) {
 }
 
 func (s *sim) restart(i int) {
-	if !s.nodes[i].up {
+	if !s.nodes[i].up && !s.nodes[i].decommissioned {
 		s.tracef("restart node %d", s.nodes[i].id)
 		s.boot(i)
 		s.flush(i)

@@ -44,6 +44,12 @@ type Options struct {
 	MaxSteps int
 	// Tuning, if set, replaces the per-run configuration the seed draws.
 	Tuning *Tuning
+	// Spares are slots beyond Nodes that start empty, waiting to be added
+	// by membership changes; 0 lets the seed draw 0 to 2, negative means
+	// none.
+	Spares int
+	// NoMembership turns the operator's membership changes off.
+	NoMembership bool
 }
 
 // Tuning is the configuration of a run's nodes. Each run draws one from its
@@ -101,8 +107,11 @@ type Result struct {
 	Err error
 	// ErrAt is the virtual time of Err.
 	ErrAt time.Duration
-	// Snaps counts what the run did with snapshots.
-	Snaps SnapStats
+	// Snaps counts what the run did with snapshots, Members with
+	// membership changes; Slots is Nodes plus the spares.
+	Snaps   SnapStats
+	Members MemberStats
+	Slots   int
 }
 
 // SnapStats counts snapshot activity in a run, to show the simulator
@@ -141,6 +150,10 @@ type sim struct {
 	healed                  bool
 	tuning                  Tuning
 	snapStats               SnapStats
+	memberStats             MemberStats
+	// slots is how many nodes the run has: Nodes initial voters, then
+	// spares.
+	slots int
 }
 
 type eventKind uint8
@@ -160,10 +173,11 @@ const (
 	evClientTimeout
 	evChurn
 	evRestart
+	evMembership
 )
 
 var eventNames = [...]string{"deliver", "tick-election", "tick-heartbeat", "disk-done", "fault-start",
-	"fault-end", "heal", "liveness", "client-issue", "client-request", "client-reply", "client-timeout", "churn", "restart"}
+	"fault-end", "heal", "liveness", "client-issue", "client-request", "client-reply", "client-timeout", "churn", "restart", "membership"}
 
 type event struct {
 	at      int64
@@ -228,12 +242,17 @@ func Run(opts Options) Result {
 	if opts.Tuning != nil {
 		s.tuning = *opts.Tuning
 	}
+	spares := s.rng.IntN(3)
+	if opts.Spares != 0 {
+		spares = max(opts.Spares, 0)
+	}
+	s.slots = opts.Nodes + spares
 	switch {
 	case opts.NoFaults:
 	case opts.Faults != nil:
 		s.faults = opts.Faults
 	default:
-		s.faults = GenerateFaults(s.rng, opts.Nodes, opts.HealAt)
+		s.faults = GenerateFaults(s.rng, s.slots, opts.HealAt)
 	}
 	s.start()
 	s.loop()
@@ -242,13 +261,14 @@ func Run(opts Options) Result {
 		Seed: opts.Seed, Nodes: opts.Nodes, Faults: s.faults, Tuning: s.tuning, Steps: s.steps,
 		Virtual: time.Duration(s.now), Hash: s.hash, History: s.history,
 		Acked: len(s.check.acked), Err: s.err, ErrAt: time.Duration(s.errAt), Snaps: s.snapStats,
+		Members: s.memberStats, Slots: s.slots,
 	}
 }
 
 func (s *sim) start() {
-	s.net = newNetState(s.opts.Nodes)
-	s.isolatedUntil = make([]int64, s.opts.Nodes)
-	s.lagUntil = make([]int64, s.opts.Nodes)
+	s.net = newNetState(s.slots)
+	s.isolatedUntil = make([]int64, s.slots)
+	s.lagUntil = make([]int64, s.slots)
 	s.active = make([]bool, len(s.faults))
 	s.bootstrap()
 	for i, f := range s.faults {
@@ -256,9 +276,10 @@ func (s *sim) start() {
 		s.schedule(f.At+f.For, event{kind: evFaultEnd, fault: i})
 	}
 	s.schedule(s.opts.HealAt, event{kind: evHeal})
+	s.scheduleMembership()
 	s.schedule(s.opts.HealAt+livenessBound, event{kind: evLiveness})
 	for i := range s.opts.Clients {
-		s.clients = append(s.clients, &simClient{id: i, target: s.rng.IntN(s.opts.Nodes)})
+		s.clients = append(s.clients, &simClient{id: i, target: s.rng.IntN(s.slots)})
 		s.schedule(s.between(0, 50*time.Millisecond), event{kind: evClientIssue, client: i})
 	}
 }
@@ -318,6 +339,8 @@ func (s *sim) dispatch(e *event) {
 		if !s.crashActive(e.node + 1) {
 			s.restart(e.node)
 		}
+	case evMembership:
+		s.membership()
 	}
 }
 

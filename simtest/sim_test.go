@@ -47,6 +47,7 @@ func TestSim(t *testing.T) {
 		steps        int64
 		virtual      time.Duration
 		snaps        SnapStats
+		members      MemberStats
 		failed, done atomic.Int64
 		next         atomic.Int64
 		wg           sync.WaitGroup
@@ -69,6 +70,8 @@ func TestSim(t *testing.T) {
 				steps += int64(r.Steps)
 				virtual += r.Virtual
 				snaps = snaps.Add(r.Snaps)
+				members.Proposed += r.Members.Proposed
+				members.Refused += r.Members.Refused
 				mu.Unlock()
 				done.Add(1)
 				if r.Err != nil {
@@ -87,6 +90,7 @@ func TestSim(t *testing.T) {
 		done.Load(), failed.Load(), steps, virtual.Round(time.Second), real.Round(time.Millisecond),
 		virtual.Seconds()/real.Seconds(), float64(steps)/real.Seconds())
 	t.Logf("snapshots: %+v", snaps)
+	t.Logf("membership changes: %+v", members)
 }
 
 func TestSimSameSeedReplaysIdentically(t *testing.T) {
