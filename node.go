@@ -447,7 +447,7 @@ func (n *Node) status() Status {
 		FirstIndex: c.log.firstIndex(), SnapshotIndex: c.snap.Index,
 		Config:      Configuration{Servers: append([]Server(nil), c.config.Servers...)},
 		ConfigIndex: c.configAt,
-		Err:    c.failed,
+		Err:         c.failed,
 		Metrics: Metrics{
 			SendDropped: n.sendDropped.Load(), SendErrors: n.sendErrors.Load(),
 			RecvRejected:   n.recvRejected.Load() + c.rejected,
