@@ -4,11 +4,28 @@
 // # Using it
 //
 // Implement StateMachine, choose a Storage (MemoryStorage, or the durable
-// WAL in package wal) and a Transport (the in-memory Network, or the TCP
-// transport), call Bootstrap once on each initial voter's storage, then
-// NewNode. Propose replicates a command and returns the state machine's
-// result once it is committed and applied; ReadIndex is a linearizable read
-// barrier; Status and Subscribe show what the node sees; Close stops it.
+// WAL in package wal), a SnapshotStore (package snapstore; a
+// MemoryStorage gets a MemorySnapshotStore by default) and a Transport
+// (the in-memory Network, or the TCP transport), call Bootstrap once on
+// each initial voter's storage, then NewNode. Propose replicates a command
+// and returns the state machine's result once it is committed and
+// applied; ReadIndex is a linearizable read barrier; Status and Subscribe
+// show what the node sees; Close stops it.
+//
+// Snapshots bound a node's log, disk and restart time: every
+// Config.SnapshotEntries applied entries (or on Node.Snapshot) the state
+// machine's view is written to the SnapshotStore while applying goes on,
+// and the log is compacted behind it. A restart restores the newest good
+// snapshot and replays only the entries after it; a follower that needs
+// entries the leader compacted receives the snapshot in chunks
+// (snapshot.go, snapshot_transfer.go).
+//
+// Membership changes one server at a time through the log: AddLearner,
+// AddVoter (which catches the new server up before it votes), Promote,
+// Demote and RemoveServer, the leader included, each with the index of
+// the configuration the caller saw (Configuration) so two operators cannot
+// race. A new server starts with empty storage and Config.Join, and waits
+// to be added (membership.go, membership_node.go).
 //
 // # How the pieces fit
 //
@@ -40,7 +57,12 @@
 //     appender, for acknowledgements) hands messages to the transport
 //     directly, saving a goroutine hand-off per message;
 //   - the applier (apply.go) drains applyCh (capacity 128), applies entries
-//     in order and hands each proposal its result.
+//     in order, hands each proposal its result, restores snapshots the
+//     leader sent and captures the state machine's snapshots;
+//   - the snapshot writer, sender and receiver (snapshot_node.go) write a
+//     captured view to the SnapshotStore, read chunks to send, and write
+//     the chunks a follower receives, so no snapshot I/O ever runs on the
+//     owner.
 //
 // Reports to the owner are coalesced notifications, so a full channel is
 // backpressure and never a deadlock.
