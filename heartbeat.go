@@ -32,7 +32,10 @@ func (c *core) handleHeartbeat(m Message) {
 // handleHeartbeatResp confirms leadership for reads and restarts replication
 // to a peer that is behind: a paused probe is retried and a stream that
 // made no progress over a whole heartbeat interval (a lost append) is
-// restarted from the peer's match index.
+// restarted from the peer's match index. An append counts as lost only if
+// it was already sent at the previous heartbeat answer: an answer that
+// merely overtakes an append's (which waits for the follower's disk) is no
+// sign of loss.
 func (c *core) handleHeartbeatResp(p *progress, m Message) {
 	if m.ReadSeq > p.readAck {
 		p.readAck = m.ReadSeq
@@ -42,18 +45,18 @@ func (c *core) handleHeartbeatResp(p *progress, m Message) {
 		c.snapshotStalled(p)
 		return
 	}
+	stalled := p.match == p.lastHeartbeatMatch && p.match < p.sentAtLastHeartbeat
+	p.lastHeartbeatMatch, p.sentAtLastHeartbeat = p.match, p.next-1
 	if p.match >= c.log.lastIndex() {
-		p.lastHeartbeatMatch = p.match
 		return
 	}
 	switch {
 	case p.state == probing:
 		p.probeSent = false
-	case p.match == p.lastHeartbeatMatch:
+	case stalled:
 		p.becomeProbe()
 		p.next = p.match + 1
 	}
-	p.lastHeartbeatMatch = p.match
 	c.sendAppends(p)
 }
 

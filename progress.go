@@ -46,9 +46,11 @@ type progress struct {
 	unreachable bool
 	// readAck is the highest heartbeat round (ReadSeq) the peer answered.
 	readAck uint64
-	// lastHeartbeatMatch is match as of the previous heartbeat answer; no
-	// change over a round while behind means an append was lost.
-	lastHeartbeatMatch uint64
+	// lastHeartbeatMatch and sentAtLastHeartbeat are match and the last
+	// index sent as of the previous heartbeat answer: an append sent by
+	// then and still unacknowledged, with no progress since, was lost.
+	lastHeartbeatMatch  uint64
+	sentAtLastHeartbeat uint64
 	// snap is the snapshot transfer, while snapshotting.
 	snap snapSend
 }
