@@ -44,9 +44,12 @@ func (f tracingFS) Create(name string) (writeFile, error) {
 	return tracingFile{w, f, name}, nil
 }
 
-func (f tracingFS) Rename(from, to string) error { f.trace("rename", to); return f.osFS.Rename(from, to) }
-func (f tracingFS) Remove(name string) error     { f.trace("remove", name); return f.osFS.Remove(name) }
-func (f tracingFS) SyncDir(dir string) error     { f.trace("syncdir", dir); return f.osFS.SyncDir(dir) }
+func (f tracingFS) Rename(from, to string) error {
+	f.trace("rename", to)
+	return f.osFS.Rename(from, to)
+}
+func (f tracingFS) Remove(name string) error { f.trace("remove", name); return f.osFS.Remove(name) }
+func (f tracingFS) SyncDir(dir string) error { f.trace("syncdir", dir); return f.osFS.SyncDir(dir) }
 
 type tracingFile struct {
 	writeFile
@@ -54,8 +57,11 @@ type tracingFile struct {
 	name string
 }
 
-func (t tracingFile) Write(p []byte) (int, error) { t.fs.trace("write", t.name); return t.writeFile.Write(p) }
-func (t tracingFile) Sync() error                 { t.fs.trace("sync", t.name); return t.writeFile.Sync() }
+func (t tracingFile) Write(p []byte) (int, error) {
+	t.fs.trace("write", t.name)
+	return t.writeFile.Write(p)
+}
+func (t tracingFile) Sync() error { t.fs.trace("sync", t.name); return t.writeFile.Sync() }
 
 // runCrashChild commits snapshots of increasing index and random size to
 // the store in dir until killed, printing "ack index size crc end" after each

@@ -271,9 +271,9 @@ func TestOpenRemovesLeftoversOfInterruptedWrites(t *testing.T) {
 	kept := commitSnap(t, s, 3, 1, snapData(3, 100))
 	s.Close()
 	leftovers := []string{
-		createName(7),                             // data being written
-		baseName(9, 2, 8) + dataExt,               // data renamed, no metadata yet
-		baseName(9, 2, 8) + metaExt + tmpExt,      // metadata being written
+		createName(7),                              // data being written
+		baseName(9, 2, 8) + dataExt,                // data renamed, no metadata yet
+		baseName(9, 2, 8) + metaExt + tmpExt,       // metadata being written
 		baseName(11, 2, 9) + metaExt + tmpExt + "", // metadata being written, data gone
 	}
 	for _, name := range leftovers {
