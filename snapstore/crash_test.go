@@ -1,6 +1,7 @@
 package snapstore
 
 import (
+	"bytes"
 	"slices"
 	"strings"
 	"testing"
@@ -11,8 +12,8 @@ import (
 // TestCrashAtEveryStepOfCommitLeavesBeforeOrAfter crashes a Commit after
 // each of its file-system operations in turn (data writes, fsyncs,
 // renames, directory fsyncs, retention removals) and reopens the store
-// from what a killed process would leave and from what a power cut would
-// leave. Either way it must list exactly the snapshots it held before the
+// from what a killed process would leave and from each state a power cut
+// may leave. Either way it must list exactly the snapshots it held before the
 // Commit or exactly those after, every one reading back intact; and after
 // a Commit that returned, those after.
 func TestCrashAtEveryStepOfCommitLeavesBeforeOrAfter(t *testing.T) {
@@ -50,17 +51,18 @@ func TestCrashAtEveryStepOfCommitLeavesBeforeOrAfter(t *testing.T) {
 					}
 				}
 				s.Close()
-				for _, durable := range []bool{false, true} {
-					got := reopenList(t, fs.image(durable))
+				images := append([]*memFS{fs.image(false)}, fs.powerCutImages()...)
+				for i, img := range images {
+					got := reopenList(t, img)
 					switch {
 					case sameMetas(got, after):
 					case err == nil:
-						t.Fatalf("crash after %d of %d operations (durable only: %v): Commit returned but the store lists %v, want %v",
-							k, total, durable, indexes(got), indexes(after))
+						t.Fatalf("crash after %d of %d operations (image %d): Commit returned but the store lists %v, want %v",
+							k, total, i, indexes(got), indexes(after))
 					case sameMetas(got, held):
 					default:
-						t.Fatalf("crash after %d of %d operations (durable only: %v): store lists %v, want %v or %v",
-							k, total, durable, indexes(got), indexes(held), indexes(after))
+						t.Fatalf("crash after %d of %d operations (image %d): store lists %v, want %v or %v",
+							k, total, i, indexes(got), indexes(held), indexes(after))
 					}
 					cases++
 				}
@@ -101,12 +103,17 @@ func commitOps(t *testing.T, fs *memFS, data []byte, meta raft.SnapshotMeta) int
 }
 
 // reopenList opens a store over a crash image, checks that every snapshot
-// it lists reads back intact and that no leftover file remains, and
-// returns the list.
+// it lists reads back intact, that none looked damaged (a crash leaves
+// only leftovers, never a snapshot missing part of itself) and that no
+// leftover file remains, and returns the list.
 func reopenList(t *testing.T, fs *memFS) []raft.SnapshotMeta {
 	t.Helper()
-	s := openT(t, "/snap", Options{fs: fs})
+	var logged bytes.Buffer
+	s := openT(t, "/snap", Options{fs: fs, Logger: slogTo(&logged)})
 	defer s.Close()
+	if strings.Contains(logged.String(), "level=WARN") {
+		t.Fatalf("reopening after a crash found damage: %s", logged.String())
+	}
 	got := mustList(t, s)
 	for _, m := range got {
 		if _, err := openVerified(s, m); err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -14,13 +15,16 @@ import (
 // memFS is an in-memory fileSystem that can crash after any number of
 // operations and then show what the crash left: per file it keeps the
 // bytes written and the bytes last synced, and per directory the names as
-// of the last SyncDir. image(false) is what a killed process leaves (every
-// completed operation), image(true) what a power cut leaves (only synced
-// data under synced names).
+// of the last SyncDir and the name changes since. image(false) is what a
+// killed process leaves (every completed operation); powerCutImages are
+// what a power cut may leave: only synced data, under the names of the
+// last SyncDir plus any subset of the creations, renames and removals
+// since (a file system may persist them in any order).
 type memFS struct {
 	mu      sync.Mutex
 	files   map[string]*memFile
 	durable map[string]*memFile
+	pending []dirOp // name changes since the last SyncDir, in order
 	locked  map[string]bool
 	// opsLeft is how many more mutating operations may run before the
 	// crash; negative is unlimited. After it, every mutating operation
@@ -33,6 +37,13 @@ type memFS struct {
 type memFile struct {
 	data   []byte
 	synced []byte
+}
+
+// dirOp is a name change: a creation (from empty), removal (to empty) or
+// rename of f.
+type dirOp struct {
+	from, to string
+	f        *memFile
 }
 
 var errCrashed = errors.New("memfs: crashed")
@@ -56,6 +67,52 @@ func (m *memFS) image(durable bool) *memFS {
 			content = f.synced
 		}
 		c := &memFile{data: slices.Clone(content), synced: slices.Clone(content)}
+		out.files[name], out.durable[name] = c, c
+	}
+	return out
+}
+
+// powerCutImages returns every state a power cut now may leave.
+func (m *memFS) powerCutImages() []*memFS {
+	m.mu.Lock()
+	n := len(m.pending)
+	m.mu.Unlock()
+	if n > 10 {
+		panic("memfs: too many unsynced name changes to enumerate")
+	}
+	var out []*memFS
+	for mask := range 1 << n {
+		out = append(out, m.powerCutImage(mask))
+	}
+	return out
+}
+
+// powerCutImage is the state where, of the name changes since the last
+// SyncDir, those whose bit is set in mask persisted. A rename persists
+// only if its file's name did.
+func (m *memFS) powerCutImage(mask int) *memFS {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	names := maps.Clone(m.durable)
+	for i, op := range m.pending {
+		if mask&(1<<i) == 0 {
+			continue
+		}
+		switch {
+		case op.from == "":
+			names[op.to] = op.f
+		case names[op.from] != op.f:
+			// The file's own creation or rename did not persist.
+		case op.to == "":
+			delete(names, op.from)
+		default:
+			delete(names, op.from)
+			names[op.to] = op.f
+		}
+	}
+	out := newMemFS()
+	for name, f := range names {
+		c := &memFile{data: slices.Clone(f.synced), synced: slices.Clone(f.synced)}
 		out.files[name], out.durable[name] = c, c
 	}
 	return out
@@ -146,6 +203,7 @@ func (m *memFS) Create(name string) (writeFile, error) {
 	}
 	f := &memFile{}
 	m.files[name] = f
+	m.pending = append(m.pending, dirOp{to: name, f: f})
 	return &memWriter{fs: m, f: f}, nil
 }
 
@@ -171,6 +229,7 @@ func (m *memFS) Rename(from, to string) error {
 	}
 	m.files[to] = f
 	delete(m.files, from)
+	m.pending = append(m.pending, dirOp{from: from, to: to, f: f})
 	return nil
 }
 
@@ -180,10 +239,12 @@ func (m *memFS) Remove(name string) error {
 	if err := m.step(); err != nil {
 		return err
 	}
-	if _, ok := m.files[name]; !ok {
+	f, ok := m.files[name]
+	if !ok {
 		return notExist(name)
 	}
 	delete(m.files, name)
+	m.pending = append(m.pending, dirOp{from: name, f: f})
 	return nil
 }
 
@@ -193,10 +254,8 @@ func (m *memFS) SyncDir(string) error {
 	if err := m.step(); err != nil {
 		return err
 	}
-	m.durable = make(map[string]*memFile, len(m.files))
-	for k, v := range m.files {
-		m.durable[k] = v
-	}
+	m.durable = maps.Clone(m.files)
+	m.pending = nil
 	return nil
 }
 
