@@ -45,6 +45,8 @@ type file interface {
 	// Preallocate reserves size bytes of zeros (never shrinking the file)
 	// so appends need not allocate blocks or change the file size.
 	Preallocate(size int64) error
+	// Truncate sets the file's size; a following Sync makes it durable.
+	Truncate(size int64) error
 }
 
 // osFS is the real file system.

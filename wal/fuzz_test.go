@@ -40,8 +40,8 @@ func FuzzDecodeRecord(f *testing.F) {
 // FuzzOpenDirectory writes arbitrary bytes as segment files (split at a
 // marker) and opens the directory: Open must never panic, must fail only
 // with ErrCorrupt, and a WAL it opens must answer reads consistently.
-// Allocation is bounded by construction: recovery reads each file into a
-// buffer of the file's size and slices records out of it.
+// Allocation is bounded by construction: recovery reads through a buffer
+// that grows only to hold a record the file is long enough to contain.
 func FuzzOpenDirectory(f *testing.F) {
 	for _, seed := range fuzzDirSeeds() {
 		f.Add(seed)

@@ -262,4 +262,18 @@ func (h *memHandle) Preallocate(size int64) error {
 	return nil
 }
 
+func (h *memHandle) Truncate(size int64) error {
+	h.fs.mu.Lock()
+	defer h.fs.mu.Unlock()
+	if err := h.fs.check(); err != nil {
+		return err
+	}
+	if size < int64(len(h.f.data)) {
+		h.f.data = slices.Clone(h.f.data[:size])
+	} else {
+		h.f.data = append(h.f.data, make([]byte, size-int64(len(h.f.data)))...)
+	}
+	return nil
+}
+
 func (h *memHandle) Close() error { return nil }
