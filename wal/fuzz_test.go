@@ -99,14 +99,18 @@ func firstIndexHint(part []byte) uint64 {
 // fuzzDirSeeds builds real WAL directories as seeds.
 func fuzzDirSeeds() [][]byte {
 	var seeds [][]byte
-	for _, n := range []int{0, 3, 40} {
+	for _, n := range []int{0, 3, 40, -40} {
 		fs := newMemFS()
 		w, err := Open("/wal", memOptions(fs, 1024))
 		if err != nil {
 			panic(err)
 		}
-		for i := 1; i <= n; i++ {
+		for i := 1; i <= max(n, -n); i++ {
 			w.Save(raft.HardState{Term: 1, Commit: uint64(i - 1)}, []raft.Entry{{Index: uint64(i), Term: 1, Data: []byte("some data")}})
+			if n < 0 && i%15 == 0 { // a log with snapshots installed over it
+				w.InstallSnapshot(uint64(i+3), 2)
+				i += 3
+			}
 		}
 		w.Close()
 		var parts [][]byte
