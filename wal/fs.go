@@ -102,9 +102,10 @@ func (osFS) SyncDir(dir string) error { return fsutil.SyncDir(dir) }
 // osFile adapts *os.File to file.
 type osFile struct{ *os.File }
 
-// Sync uses fdatasync where available: segments are preallocated, so a
-// write changes no metadata that recovery needs and the cheaper call is as
-// durable.
+// Sync uses fdatasync where available: segments are preallocated, so most
+// writes change no metadata that recovery needs, and when one does (the
+// file grew by a preallocation step, or was cut at its data) fdatasync
+// flushes the new size too, which is all recovery needs.
 func (f osFile) Sync() error { return datasync(f.File) }
 
 func (f osFile) Size() (int64, error) {

@@ -4,23 +4,26 @@
 // Every Save is one write and one fsync, however many entries it carries
 // (the node's appender already merges concurrent proposals into one Save:
 // group commit). Records are framed with a length, a type and CRC32C
-// checksums. Segments are rolled at Options.SegmentSize and deleted whole
-// by Compact and InstallSnapshot. The segment being written is
+// checksums. A follower's conflicting suffix is replaced by appending: a
+// record for an index at or before the last one truncates the log there,
+// and InstallSnapshot appends a reset record that drops every entry, both
+// live and on replay, so files are never rewritten.
+//
+// Segments are rolled at Options.SegmentSize. The segment being written is
 // preallocated a step (4 MiB) at a time, so most writes change no file
-// size and fdatasync stays cheap, while a small log occupies little disk; a
-// segment that is rolled is cut to the end of its data. A follower's
-// conflicting suffix is replaced by appending: a record for an index at or
-// before the last one truncates the log there, and InstallSnapshot appends
-// a reset record that drops every entry, both live and on replay, so files
-// are never rewritten.
+// size and fdatasync stays cheap while a small log occupies little disk;
+// a segment is cut to the end of its data when the next one starts.
+// Compact and InstallSnapshot delete whole segments: first a start marker
+// naming the new oldest segment is made durable, then the older ones go,
+// so a crash part-way leaves segments recovery knows to skip and remove.
 //
 // Open recovers the log, reading records through a bounded buffer: its
 // time and memory follow the data held, not the space preallocated. A
 // write cut short by a crash at the very end of the newest segment is
-// dropped and reported (see Recovery); anything else
-// that does not check out (a bad checksum before the tail, a gap in the
-// indexes or the segment numbers, a malformed header) is corruption: Open
-// fails with an error naming the file and offset and changes nothing.
+// dropped and reported (see Recovery); anything else that does not check
+// out (a bad checksum before the tail, a gap in the indexes or the segment
+// numbers, a malformed header) is corruption: Open fails with an error
+// naming the file and offset and changes nothing.
 //
 // Once a write or sync fails the WAL refuses all further writes: after a
 // failed fsync the kernel may have dropped the dirty pages, so retrying
