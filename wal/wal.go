@@ -118,8 +118,10 @@ type Recovery struct {
 	// TornTail is set when the newest segment ended in a partial write
 	// (a crash mid-write), which Open discarded.
 	TornTail bool
-	// File and Offset locate the discarded tail; Discarded is how many
-	// bytes of non-zero data it held.
+	// File and Offset locate the discarded tail; Discarded is how far
+	// non-zero data reached past Offset, as far as recovery looked (a few
+	// MiB past the damaged record; everything after Offset is cut off
+	// anyway).
 	File      string
 	Offset    int64
 	Discarded int64
