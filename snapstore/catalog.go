@@ -49,8 +49,11 @@ func (s *Store) scan(keep func(index, term uint64) bool) (dirState, error) {
 	found := map[string]int{}
 	for _, name := range names {
 		if rest, ok := strings.CutSuffix(name, tmpExt); ok {
-			st.tmps = append(st.tmps, name)
-			st.maxSeq = max(st.maxSeq, tmpSeq(rest))
+			// Only the store's own: a file it does not know is left alone.
+			if seq, ok := tmpSeq(rest); ok {
+				st.tmps = append(st.tmps, name)
+				st.maxSeq = max(st.maxSeq, seq)
+			}
 			continue
 		}
 		base, bit := strings.TrimSuffix(name, dataExt), hasData
@@ -77,15 +80,16 @@ func (s *Store) scan(keep func(index, term uint64) bool) (dirState, error) {
 	return st, nil
 }
 
-// tmpSeq returns the sequence number in a temporary file's name (without
-// its .tmp), or 0.
-func tmpSeq(name string) uint64 {
-	if hex, ok := strings.CutPrefix(name, createPrefix); ok {
-		seq, _ := strconv.ParseUint(hex, 16, 64)
-		return seq
+// tmpSeq returns the sequence number in the name (without its .tmp) of
+// one of the store's temporary files; ok is false for any other name.
+func tmpSeq(name string) (seq uint64, ok bool) {
+	if hex, found := strings.CutPrefix(name, createPrefix); found {
+		seq, err := strconv.ParseUint(hex, 16, 64)
+		return seq, err == nil && len(hex) == 16
 	}
-	_, _, seq, _ := parseBase(strings.TrimSuffix(name, metaExt))
-	return seq
+	base, found := strings.CutSuffix(name, metaExt)
+	_, _, seq, ok = parseBase(base)
+	return seq, found && ok
 }
 
 func newestFirst(a, b snapFile) int {

@@ -271,26 +271,33 @@ func TestOpenRemovesLeftoversOfInterruptedWrites(t *testing.T) {
 	kept := commitSnap(t, s, 3, 1, snapData(3, 100))
 	s.Close()
 	leftovers := []string{
-		createName(7),                              // data being written
-		baseName(9, 2, 8) + dataExt,                // data renamed, no metadata yet
-		baseName(9, 2, 8) + metaExt + tmpExt,       // metadata being written
-		baseName(11, 2, 9) + metaExt + tmpExt + "", // metadata being written, data gone
+		createName(7),                         // data being written
+		baseName(9, 2, 8) + dataExt,           // data renamed, no metadata yet
+		baseName(9, 2, 8) + metaExt + tmpExt,  // metadata being written
+		baseName(11, 2, 9) + metaExt + tmpExt, // metadata being written, data gone
 	}
 	for _, name := range leftovers {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte("partial"), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
+	if err := os.WriteFile(filepath.Join(dir, "notes.tmp"), []byte("mine"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	var logged bytes.Buffer
 	s = openT(t, dir, Options{Logger: slogTo(&logged)})
 	defer s.Close()
 	checkListed(t, s, []raft.SnapshotMeta{kept})
+	if err := os.Remove(filepath.Join(dir, "notes.tmp")); err != nil {
+		t.Errorf("a file the store does not know was touched: %v", err)
+	}
 	checkOnlySnapshotFiles(t, dir, 1)
 	for _, name := range leftovers {
 		if !strings.Contains(logged.String(), name) {
 			t.Errorf("removal of %s not logged: %s", name, logged.String())
 		}
 	}
+
 	// Sequence numbers continue past the leftovers', so a new snapshot
 	// never reuses a leftover's name.
 	m := commitSnap(t, s, 9, 2, snapData(9, 50))
