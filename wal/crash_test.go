@@ -62,20 +62,28 @@ func writes(m *model, o op) bool {
 	return o.compact == 0 && (o.install == 0 || m.installResets(o.install, o.installTerm))
 }
 
-// TestCrashCuttingAWriteAtEveryByteRecoversASyncedPrefix cuts the write of
-// every Save and every InstallSnapshot that resets the log, of two
-// workloads (one with snapshots installed), at every byte offset
-// (including the writes of a segment roll) and checks what reopening
-// finds.
+// TestCrashCuttingAWriteAtEveryByteRecoversASyncedPrefix cuts writes at
+// every byte offset (including the writes of a segment roll) and checks
+// what reopening finds: every Save of a workload, and every
+// InstallSnapshot that resets the log (with the Save after it) of a
+// workload installing snapshots.
 func TestCrashCuttingAWriteAtEveryByteRecoversASyncedPrefix(t *testing.T) {
 	cases := 0
 	for seed := uint64(1); seed <= uint64(*cutSeeds); seed++ {
-		for _, ops := range [][]op{genOps(seed, 25), genInstallOps(seed, 40)} {
+		workloads := []struct {
+			ops    []op
+			cutAll bool // every write, or only resets and the Save after each
+		}{{genOps(seed, 25), true}, {genInstallOps(seed, 60), false}}
+		for _, wl := range workloads {
 			fs := newMemFS()
 			w := openT(t, "/wal", memOptions(fs, crashSegmentSize))
 			m := newModel()
-			for j, o := range ops {
-				if writes(m, o) {
+			afterReset := false
+			for j, o := range wl.ops {
+				reset := o.install != 0 && m.installResets(o.install, o.installTerm)
+				cut := writes(m, o) && (wl.cutAll || reset || afterReset)
+				afterReset = reset
+				if cut {
 					// Measure what op j writes on a copy, then cut it everywhere.
 					size := writeSize(t, fs.image(false), o)
 					for cut := int64(0); cut <= size; cut++ {

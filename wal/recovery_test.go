@@ -185,11 +185,10 @@ func TestSmallLogOccupiesOnePreallocationStep(t *testing.T) {
 // Compaction frees the positions of the entries it drops (whole chunks at
 // a time), so the index's memory follows the entries kept.
 func TestCompactionReturnsTheIndexMemory(t *testing.T) {
-	const n, keep = 200_000, 1000
-	fs := newMemFS()
-	w := openT(t, "/wal", Options{SegmentSize: 64 << 20, CacheBytes: -1, Logger: quietLogger(), fs: fs})
+	const n, keep = 100_000, 1000
+	w := openT(t, t.TempDir(), Options{CacheBytes: -1})
 	defer w.Close()
-	batch := make([]raft.Entry, 0, 1000)
+	batch := make([]raft.Entry, 0, 5000)
 	for i := uint64(1); i <= n; {
 		batch = batch[:0]
 		for ; len(batch) < cap(batch); i++ {
