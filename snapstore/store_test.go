@@ -13,123 +13,125 @@ import (
 	"github.com/raftline/raft"
 )
 
-// TestStoreKeepsTheSnapshotContract checks each promise of
-// raft.SnapshotStore on a fresh store, then again after reopening it.
+// contractCases are promises of raft.SnapshotStore: each acts on a fresh
+// store and returns the snapshots that must be listed afterwards, newest
+// first.
+var contractCases = []struct {
+	name string
+	run  func(t *testing.T, s *Store) []raft.SnapshotMeta
+}{
+	{"a committed snapshot is listed with its meta", func(t *testing.T, s *Store) []raft.SnapshotMeta {
+		return []raft.SnapshotMeta{commitSnap(t, s, 10, 2, snapData(10, 5000))}
+	}},
+	{"an empty snapshot is a snapshot", func(t *testing.T, s *Store) []raft.SnapshotMeta {
+		return []raft.SnapshotMeta{commitSnap(t, s, 1, 1, nil)}
+	}},
+	{"a meta without configuration round-trips", func(t *testing.T, s *Store) []raft.SnapshotMeta {
+		data := snapData(3, 10)
+		meta := metaFor(3, 1, data)
+		meta.Config, meta.ConfigIndex = raft.Configuration{}, 0
+		k, _ := s.Create()
+		k.Write(data)
+		if err := k.Commit(meta); err != nil {
+			t.Fatal(err)
+		}
+		return []raft.SnapshotMeta{meta}
+	}},
+	{"list is newest first whatever the commit order", func(t *testing.T, s *Store) []raft.SnapshotMeta {
+		b := commitSnap(t, s, 5, 1, snapData(5, 100))
+		c := commitSnap(t, s, 3, 1, snapData(3, 100))
+		a := commitSnap(t, s, 9, 2, snapData(9, 100))
+		_ = c // beyond the two kept
+		return []raft.SnapshotMeta{a, b}
+	}},
+	{"a snapshot at the same index and term replaces the old one", func(t *testing.T, s *Store) []raft.SnapshotMeta {
+		old := commitSnap(t, s, 4, 1, snapData(4, 100))
+		commitSnap(t, s, 7, 2, snapData(7, 100))
+		repl := commitSnap(t, s, 7, 2, snapData(8, 300))
+		return []raft.SnapshotMeta{repl, old}
+	}},
+	{"commit refuses a size that does not match the bytes", func(t *testing.T, s *Store) []raft.SnapshotMeta {
+		data := snapData(2, 100)
+		meta := metaFor(2, 1, data)
+		meta.Size++
+		k, _ := s.Create()
+		k.Write(data)
+		if err := k.Commit(meta); !errors.Is(err, raft.ErrSnapshotCorrupt) {
+			t.Fatalf("Commit with a wrong size: %v, want ErrSnapshotCorrupt", err)
+		}
+		return nil
+	}},
+	{"commit refuses a checksum that does not match the bytes", func(t *testing.T, s *Store) []raft.SnapshotMeta {
+		prev := commitSnap(t, s, 1, 1, snapData(1, 100))
+		data := snapData(2, 100)
+		meta := metaFor(2, 1, data)
+		meta.Checksum ^= 1
+		k, _ := s.Create()
+		k.Write(data)
+		if err := k.Commit(meta); !errors.Is(err, raft.ErrSnapshotCorrupt) {
+			t.Fatalf("Commit with a wrong checksum: %v, want ErrSnapshotCorrupt", err)
+		}
+		return []raft.SnapshotMeta{prev}
+	}},
+	{"commit refuses a configuration it could not read back", func(t *testing.T, s *Store) []raft.SnapshotMeta {
+		data := snapData(2, 100)
+		meta := metaFor(2, 1, data)
+		meta.Config = raft.Configuration{Servers: []raft.Server{{ID: 1, Suffrage: raft.Learner}}} // no voter
+		k, _ := s.Create()
+		k.Write(data)
+		if err := k.Commit(meta); err == nil {
+			t.Fatal("Commit of a configuration without voters succeeded")
+		}
+		return nil
+	}},
+	{"an aborted snapshot leaves nothing", func(t *testing.T, s *Store) []raft.SnapshotMeta {
+		k, _ := s.Create()
+		k.Write(snapData(1, 100))
+		if err := k.Abort(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := k.Write([]byte{1}); err == nil {
+			t.Fatal("Write after Abort succeeded")
+		}
+		if err := k.Commit(metaFor(1, 1, nil)); err == nil {
+			t.Fatal("Commit after Abort succeeded")
+		}
+		return nil
+	}},
+	{"a committed sink takes no more writes or commits and abort keeps it", func(t *testing.T, s *Store) []raft.SnapshotMeta {
+		data := snapData(6, 100)
+		meta := metaFor(6, 3, data)
+		k, _ := s.Create()
+		k.Write(data)
+		if err := k.Commit(meta); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := k.Write([]byte{1}); err == nil {
+			t.Fatal("Write after Commit succeeded")
+		}
+		if err := k.Commit(meta); err == nil {
+			t.Fatal("second Commit succeeded")
+		}
+		if err := k.Abort(); err != nil {
+			t.Fatalf("Abort after Commit: %v", err)
+		}
+		return []raft.SnapshotMeta{meta}
+	}},
+	{"nothing is visible before commit", func(t *testing.T, s *Store) []raft.SnapshotMeta {
+		k, _ := s.Create()
+		k.Write(snapData(1, 2<<20)) // past the sink's buffer: bytes are on disk
+		if got := mustList(t, s); len(got) != 0 {
+			t.Fatalf("List before Commit: %v", got)
+		}
+		k.Abort()
+		return nil
+	}},
+}
+
+// TestStoreKeepsTheSnapshotContract checks each of contractCases on a
+// fresh store, then again after reopening it.
 func TestStoreKeepsTheSnapshotContract(t *testing.T) {
-	tests := []struct {
-		name string
-		// run acts on s and returns the snapshots (with their bytes) that
-		// must be listed afterwards, newest first.
-		run func(t *testing.T, s *Store) []raft.SnapshotMeta
-	}{
-		{"a committed snapshot is listed with its meta", func(t *testing.T, s *Store) []raft.SnapshotMeta {
-			return []raft.SnapshotMeta{commitSnap(t, s, 10, 2, snapData(10, 5000))}
-		}},
-		{"an empty snapshot is a snapshot", func(t *testing.T, s *Store) []raft.SnapshotMeta {
-			return []raft.SnapshotMeta{commitSnap(t, s, 1, 1, nil)}
-		}},
-		{"a meta without configuration round-trips", func(t *testing.T, s *Store) []raft.SnapshotMeta {
-			data := snapData(3, 10)
-			meta := metaFor(3, 1, data)
-			meta.Config, meta.ConfigIndex = raft.Configuration{}, 0
-			k, _ := s.Create()
-			k.Write(data)
-			if err := k.Commit(meta); err != nil {
-				t.Fatal(err)
-			}
-			return []raft.SnapshotMeta{meta}
-		}},
-		{"list is newest first whatever the commit order", func(t *testing.T, s *Store) []raft.SnapshotMeta {
-			b := commitSnap(t, s, 5, 1, snapData(5, 100))
-			c := commitSnap(t, s, 3, 1, snapData(3, 100))
-			a := commitSnap(t, s, 9, 2, snapData(9, 100))
-			_ = c // beyond the two kept
-			return []raft.SnapshotMeta{a, b}
-		}},
-		{"a snapshot at the same index and term replaces the old one", func(t *testing.T, s *Store) []raft.SnapshotMeta {
-			old := commitSnap(t, s, 4, 1, snapData(4, 100))
-			commitSnap(t, s, 7, 2, snapData(7, 100))
-			repl := commitSnap(t, s, 7, 2, snapData(8, 300))
-			return []raft.SnapshotMeta{repl, old}
-		}},
-		{"commit refuses a size that does not match the bytes", func(t *testing.T, s *Store) []raft.SnapshotMeta {
-			data := snapData(2, 100)
-			meta := metaFor(2, 1, data)
-			meta.Size++
-			k, _ := s.Create()
-			k.Write(data)
-			if err := k.Commit(meta); !errors.Is(err, raft.ErrSnapshotCorrupt) {
-				t.Fatalf("Commit with a wrong size: %v, want ErrSnapshotCorrupt", err)
-			}
-			return nil
-		}},
-		{"commit refuses a checksum that does not match the bytes", func(t *testing.T, s *Store) []raft.SnapshotMeta {
-			prev := commitSnap(t, s, 1, 1, snapData(1, 100))
-			data := snapData(2, 100)
-			meta := metaFor(2, 1, data)
-			meta.Checksum ^= 1
-			k, _ := s.Create()
-			k.Write(data)
-			if err := k.Commit(meta); !errors.Is(err, raft.ErrSnapshotCorrupt) {
-				t.Fatalf("Commit with a wrong checksum: %v, want ErrSnapshotCorrupt", err)
-			}
-			return []raft.SnapshotMeta{prev}
-		}},
-		{"commit refuses a configuration it could not read back", func(t *testing.T, s *Store) []raft.SnapshotMeta {
-			data := snapData(2, 100)
-			meta := metaFor(2, 1, data)
-			meta.Config = raft.Configuration{Servers: []raft.Server{{ID: 1, Suffrage: raft.Learner}}} // no voter
-			k, _ := s.Create()
-			k.Write(data)
-			if err := k.Commit(meta); err == nil {
-				t.Fatal("Commit of a configuration without voters succeeded")
-			}
-			return nil
-		}},
-		{"an aborted snapshot leaves nothing", func(t *testing.T, s *Store) []raft.SnapshotMeta {
-			k, _ := s.Create()
-			k.Write(snapData(1, 100))
-			if err := k.Abort(); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := k.Write([]byte{1}); err == nil {
-				t.Fatal("Write after Abort succeeded")
-			}
-			if err := k.Commit(metaFor(1, 1, nil)); err == nil {
-				t.Fatal("Commit after Abort succeeded")
-			}
-			return nil
-		}},
-		{"a committed sink takes no more writes or commits and abort keeps it", func(t *testing.T, s *Store) []raft.SnapshotMeta {
-			data := snapData(6, 100)
-			meta := metaFor(6, 3, data)
-			k, _ := s.Create()
-			k.Write(data)
-			if err := k.Commit(meta); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := k.Write([]byte{1}); err == nil {
-				t.Fatal("Write after Commit succeeded")
-			}
-			if err := k.Commit(meta); err == nil {
-				t.Fatal("second Commit succeeded")
-			}
-			if err := k.Abort(); err != nil {
-				t.Fatalf("Abort after Commit: %v", err)
-			}
-			return []raft.SnapshotMeta{meta}
-		}},
-		{"nothing is visible before commit", func(t *testing.T, s *Store) []raft.SnapshotMeta {
-			k, _ := s.Create()
-			k.Write(snapData(1, 2<<20)) // past the sink's buffer: bytes are on disk
-			if got := mustList(t, s); len(got) != 0 {
-				t.Fatalf("List before Commit: %v", got)
-			}
-			k.Abort()
-			return nil
-		}},
-	}
-	for _, tt := range tests {
+	for _, tt := range contractCases {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
 			s := openT(t, dir, Options{})
