@@ -24,7 +24,7 @@ import (
 // TestKilledWriterLeavesOnlyCompleteSnapshots; its value is the store dir.
 const crashChildEnv = "RAFTLINE_SNAPSTORE_CRASH_CHILD"
 
-var crashReps = flag.Int("snapstore.crash-reps", 40, "how many times the real-process crash test kills its writer")
+var crashReps = flag.Int("snapstore.crash-reps", 30, "how many times the real-process crash test kills its writer")
 
 // tracingFS prints each mutating operation to out before running it, so
 // the parent knows which step a kill interrupted.
@@ -84,7 +84,7 @@ func runCrashChild(dir string) int {
 	}
 	r := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), next))
 	for ; ; next++ {
-		data := snapData(next, r.IntN(3<<20))
+		data := snapData(next, r.IntN(1<<20))
 		meta := metaFor(next, next, data)
 		k, err := s.Create()
 		if err == nil {
