@@ -67,6 +67,9 @@ func (r *recordReader) record(off int64) (typ byte, payload []byte, n int, err e
 // ends.
 func (r *recordReader) bytes(off int64, n int) ([]byte, error) {
 	n = int(min(int64(n), max(0, r.size-off)))
+	if n == 0 {
+		return nil, nil
+	}
 	if off >= r.bufOff && off+int64(n) <= r.bufOff+int64(len(r.buf)) {
 		return r.buf[off-r.bufOff:][:n], nil
 	}
