@@ -225,3 +225,28 @@ func heapAfterClearing(t *testing.T, w *WAL) int64 {
 	w.ents = saved
 	return h
 }
+
+// Opening a small log costs memory for its data, not for the space its
+// segment preallocates: here 30 KB of entries in a segment preallocated
+// in one 4 MiB step, and in one preallocated whole (64 MiB, as the first
+// format did).
+func TestOpeningASmallLogAllocatesLittle(t *testing.T) {
+	for _, step := range []int64{preallocStep, DefaultSegmentSize} {
+		t.Run(fmt.Sprintf("preallocated=%d", step), func(t *testing.T) {
+			dir := t.TempDir()
+			w := openT(t, dir, Options{preallocStep: step})
+			for i := uint64(1); i <= 240; i++ {
+				mustSave(t, w, raft.HardState{Term: 1}, []raft.Entry{{Index: i, Term: 1, Data: make([]byte, 128)}})
+			}
+			w.Close()
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			w = openT(t, dir, Options{preallocStep: step})
+			runtime.ReadMemStats(&after)
+			w.Close()
+			if got := after.TotalAlloc - before.TotalAlloc; got > 1<<20 {
+				t.Fatalf("Open of a 30 KB log allocated %d bytes", got)
+			}
+		})
+	}
+}
