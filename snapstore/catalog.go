@@ -184,10 +184,16 @@ func (s *Store) applyRetention(st dirState) error {
 			drop = append(drop, sn)
 		}
 	}
+	slices.Reverse(drop) // oldest first
+	return s.removeSnapshots(drop)
+}
+
+// removeSnapshots removes the files of drop: every metadata file, a
+// directory sync, then the data files. Callers hold mu.
+func (s *Store) removeSnapshots(drop []snapFile) error {
 	if len(drop) == 0 {
 		return nil
 	}
-	slices.Reverse(drop) // oldest first
 	for _, sn := range drop {
 		s.log.Info("snapstore: removing snapshot", "snapshot", sn.base, "damaged", sn.err != nil)
 		if err := s.removeIfPresent(sn.base + metaExt); err != nil {

@@ -127,3 +127,31 @@ func reopenList(t *testing.T, fs *memFS) []raft.SnapshotMeta {
 }
 
 func sameMetas(a, b []raft.SnapshotMeta) bool { return slices.EqualFunc(a, b, raft.SnapshotMeta.Same) }
+
+// TestCrashAtEveryStepOfRemoveLeavesBeforeOrAfter crashes Remove after
+// each of its file-system operations: the store lists the snapshot or it
+// does not, and never sees it half removed.
+func TestCrashAtEveryStepOfRemoveLeavesBeforeOrAfter(t *testing.T) {
+	base := newMemFS()
+	s := openT(t, "/snap", Options{fs: base})
+	older := commitSnap(t, s, 2, 1, snapData(2, 3000))
+	newer := commitSnap(t, s, 3, 1, snapData(3, 3000))
+	s.Close()
+	held, after := []raft.SnapshotMeta{newer, older}, []raft.SnapshotMeta{older}
+	for k := 0; ; k++ {
+		fs := base.image(false)
+		s := openT(t, "/snap", Options{fs: fs})
+		fs.crashAfter(k)
+		err := s.Remove(newer)
+		s.Close()
+		for i, img := range append([]*memFS{fs.image(false)}, fs.powerCutImages()...) {
+			got := reopenList(t, img)
+			if !sameMetas(got, after) && (err == nil || !sameMetas(got, held)) {
+				t.Fatalf("crash after %d operations (image %d, Remove returned %v): store lists %v", k, i, err, indexes(got))
+			}
+		}
+		if err == nil {
+			break
+		}
+	}
+}

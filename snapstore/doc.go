@@ -55,5 +55,6 @@
 // a truncated or missing data file or damaged metadata is skipped (and
 // logged), while a flipped bit inside the data is only found by reading.
 // Open returns the data file itself as a raft.SnapshotReader, read at
-// whatever offsets the caller asks.
+// whatever offsets the caller asks. Remove (raft.SnapshotRemover) drops a
+// snapshot the caller found corrupt, in the order of step 5.
 package snapstore

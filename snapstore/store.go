@@ -60,7 +60,10 @@ type Store struct {
 	lock   io.Closer
 }
 
-var _ raft.SnapshotStore = (*Store)(nil)
+var (
+	_ raft.SnapshotStore   = (*Store)(nil)
+	_ raft.SnapshotRemover = (*Store)(nil)
+)
 
 // Open opens (creating if needed) the snapshot store in dir. It removes
 // what interrupted writes left behind and the snapshots beyond
@@ -183,6 +186,32 @@ func (s *Store) Open(meta raft.SnapshotMeta) (raft.SnapshotReader, error) {
 		}
 	}
 	return nil, fmt.Errorf("%w: %v", raft.ErrSnapshotNotFound, meta)
+}
+
+// Remove implements raft.SnapshotRemover: it removes the snapshot that is
+// Same as meta (a node does so with one it found corrupt, so that it is
+// not read again and stops counting towards Retain), in the order
+// retention does. Removing a snapshot the store does not hold does
+// nothing; readers already open keep reading.
+func (s *Store) Remove(meta raft.SnapshotMeta) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	st, err := s.scan(func(index, term uint64) bool { return index == meta.Index && term == meta.Term })
+	if err != nil {
+		return err
+	}
+	var drop []snapFile
+	for _, sn := range st.snaps {
+		// Whether or not its data still checks out: the caller found it
+		// unusable.
+		if sn.meta.Same(meta) {
+			drop = append(drop, sn)
+		}
+	}
+	return s.removeSnapshots(drop)
 }
 
 // openData opens a snapshot's data file, checking its size once more on

@@ -345,3 +345,46 @@ func TestClosedStoreRefusesCalls(t *testing.T) {
 		t.Fatalf("second Close: %v", err)
 	}
 }
+
+// A node removes a snapshot it found corrupt: it is no longer listed (nor
+// after a reopen), no longer counts towards Retain, and a reader opened
+// before keeps reading.
+func TestRemoveDropsASnapshotForGood(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, dir, Options{})
+	good := commitSnap(t, s, 5, 1, snapData(5, 1000))
+	data := snapData(9, 1000)
+	bad := commitSnap(t, s, 9, 2, data)
+	r, err := s.Open(bad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	flipped := bytes.Clone(data)
+	flipped[500] ^= 1
+	if err := os.WriteFile(filepath.Join(dir, baseName(9, 2, 2)+dataExt), flipped, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := openVerified(s, bad); !errors.Is(err, raft.ErrSnapshotCorrupt) {
+		t.Fatalf("reading the flipped snapshot: %v", err)
+	}
+	if err := s.Remove(bad); err != nil {
+		t.Fatal(err)
+	}
+	checkListed(t, s, []raft.SnapshotMeta{good})
+	checkOnlySnapshotFiles(t, dir, 1)
+	if err := s.Remove(bad); err != nil {
+		t.Fatalf("removing a snapshot the store does not hold: %v", err)
+	}
+	// The good one survives the next commit: the removed one no longer
+	// counts towards the two kept.
+	next := commitSnap(t, s, 12, 2, snapData(12, 100))
+	checkListed(t, s, []raft.SnapshotMeta{next, good})
+	s.Close()
+	s = openT(t, dir, Options{})
+	defer s.Close()
+	checkListed(t, s, []raft.SnapshotMeta{next, good})
+	if _, err := r.ReadAt(make([]byte, 10), 0); err != nil {
+		t.Fatalf("a reader opened before Remove: %v", err)
+	}
+}
