@@ -3,6 +3,7 @@ package wal
 import (
 	"errors"
 	"flag"
+	"fmt"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -38,8 +39,14 @@ func runOps(t *testing.T, fs *memFS, ops []op) []*model {
 
 // outcomes lists the states a Save cut short may legitimately leave: the
 // state before it, or its hard state (written first) with any prefix of its
-// entries.
+// entries. A Compact or InstallSnapshot cut short leaves the state before
+// or after it.
 func outcomes(before *model, o op) []*model {
+	if o.compact != 0 || o.install != 0 {
+		after := before.clone()
+		after.apply(o)
+		return []*model{before, after}
+	}
 	out := []*model{before}
 	for n := 0; n <= len(o.ents); n++ {
 		m := before.clone()
@@ -49,22 +56,132 @@ func outcomes(before *model, o op) []*model {
 	return out
 }
 
-// TestCrashCuttingAWriteAtEveryByteRecoversASyncedPrefix cuts the write of
-// every Save of a workload at every byte offset (including the writes of a
-// segment roll) and checks what reopening finds.
+// writes reports whether o, run on the state m, writes to a segment: a
+// Save, or an InstallSnapshot that drops every entry.
+func writes(m *model, o op) bool {
+	return o.compact == 0 && (o.install == 0 || m.installResets(o.install, o.installTerm))
+}
+
+// TestCrashCuttingAWriteAtEveryByteRecoversASyncedPrefix cuts writes at
+// every byte offset (including the writes of a segment roll) and checks
+// what reopening finds: every Save of a workload, and every
+// InstallSnapshot that resets the log (with the Save after it) of a
+// workload installing snapshots.
 func TestCrashCuttingAWriteAtEveryByteRecoversASyncedPrefix(t *testing.T) {
 	cases := 0
 	for seed := uint64(1); seed <= uint64(*cutSeeds); seed++ {
-		ops := genOps(seed, 25)
+		workloads := []struct {
+			ops    []op
+			cutAll bool // every write, or only resets and the Save after each
+		}{{genOps(seed, 25), true}, {genInstallOps(seed, 60), false}}
+		for _, wl := range workloads {
+			fs := newMemFS()
+			w := openT(t, "/wal", memOptions(fs, crashSegmentSize))
+			m := newModel()
+			afterReset := false
+			for j, o := range wl.ops {
+				reset := o.install != 0 && m.installResets(o.install, o.installTerm)
+				cut := writes(m, o) && (wl.cutAll || reset || afterReset)
+				afterReset = reset
+				if cut {
+					// Measure what op j writes on a copy, then cut it everywhere.
+					size := writeSize(t, fs.image(false), o)
+					for cut := int64(0); cut <= size; cut++ {
+						checkCut(t, fs.image(false), cut, m, o, j)
+						cases++
+					}
+				}
+				if err := apply(w, m, o); err != nil {
+					t.Fatalf("op %d: %v", j, err)
+				}
+			}
+			w.Close()
+		}
+	}
+	t.Logf("%d cut points checked", cases)
+}
+
+// writeSize returns how many bytes o writes on a WAL opened on fs.
+func writeSize(t *testing.T, fs *memFS, o op) int64 {
+	t.Helper()
+	w := openT(t, "/wal", memOptions(fs, crashSegmentSize))
+	defer w.Close()
+	start := fs.written
+	if err := run(w, o); err != nil {
+		t.Fatal(err)
+	}
+	return fs.written - start
+}
+
+// checkCut opens the WAL on fs (holding the state before), lets last write
+// only cut bytes, then reopens what the crash left.
+func checkCut(t *testing.T, fs *memFS, cut int64, before *model, last op, j int) {
+	t.Helper()
+	w := openT(t, "/wal", memOptions(fs, crashSegmentSize))
+	fs.mu.Lock()
+	fs.budget = cut
+	fs.mu.Unlock()
+	opErr := run(w, last)
+	w.Close()
+	checkRecovered(t, fs.image(false), before, last, opErr, fmt.Sprintf("op %d cut at byte %d", j, cut))
+}
+
+// checkRecovered opens the WAL a crash left on fs and checks that it holds
+// the state after last if last returned (opErr nil), or one of last's
+// outcomes if not.
+func checkRecovered(t *testing.T, fs *memFS, before *model, last op, opErr error, where string) {
+	t.Helper()
+	w, err := Open("/wal", memOptions(fs, crashSegmentSize))
+	if err != nil {
+		t.Fatalf("%s: reopen refused what a crash left: %v", where, err)
+	}
+	defer w.Close()
+	if opErr == nil {
+		after := before.clone()
+		after.apply(last)
+		if d := after.diff(w); d != "" {
+			t.Fatalf("%s: acknowledged operation not recovered: %s", where, d)
+		}
+		return
+	}
+	var diffs []string
+	for _, c := range outcomes(before, last) {
+		d := c.diff(w)
+		if d == "" {
+			return
+		}
+		diffs = append(diffs, d)
+	}
+	t.Fatalf("%s: recovered state is no outcome of the operation: %s", where, strings.Join(diffs, "; "))
+}
+
+// TestCrashAfterEveryFileOperationRecoversBeforeOrAfter crashes each
+// operation of a workload with snapshots installed (Saves with their
+// rolls, Compacts and InstallSnapshots with their segment deletions) after
+// each of its file-system operations in turn, and reopens from what a
+// killed process would leave and from what a power cut would (synced data
+// under synced names only): the WAL must open, holding the state before
+// the operation or after it (for a Save, possibly a prefix of it), and
+// after it whenever the operation returned.
+func TestCrashAfterEveryFileOperationRecoversBeforeOrAfter(t *testing.T) {
+	cases := 0
+	for _, seed := range []uint64{3, 4} {
+		ops := genInstallOps(seed, 60)
 		fs := newMemFS()
 		w := openT(t, "/wal", memOptions(fs, crashSegmentSize))
 		m := newModel()
 		for j, o := range ops {
-			if o.compact == 0 {
-				// Measure what op j writes on a copy, then cut it everywhere.
-				size := writeSize(t, fs.image(false), o)
-				for cut := int64(0); cut <= size; cut++ {
-					checkCut(t, fs.image(false), cut, m, o, j)
+			total := fileOps(t, fs.image(false), o)
+			for k := 0; k <= total; k++ {
+				img := fs.image(false)
+				w2 := openT(t, "/wal", memOptions(img, crashSegmentSize))
+				img.crashAfter(k)
+				opErr := run(w2, o)
+				w2.Close()
+				for _, durable := range []bool{false, true} {
+					where := fmt.Sprintf("seed %d op %d (%s) crashed after %d of %d file operations (durable only: %v)",
+						seed, j, describe(o), k, total, durable)
+					checkRecovered(t, img.image(durable), m, o, opErr, where)
 					cases++
 				}
 			}
@@ -74,84 +191,67 @@ func TestCrashCuttingAWriteAtEveryByteRecoversASyncedPrefix(t *testing.T) {
 		}
 		w.Close()
 	}
-	t.Logf("%d cut points checked", cases)
+	t.Logf("%d crash images checked", cases)
 }
 
-// writeSize returns how many bytes Save(o) writes on a WAL opened on fs.
-func writeSize(t *testing.T, fs *memFS, o op) int64 {
+// fileOps returns how many mutating file-system operations o runs on a
+// WAL opened on fs.
+func fileOps(t *testing.T, fs *memFS, o op) int {
 	t.Helper()
 	w := openT(t, "/wal", memOptions(fs, crashSegmentSize))
 	defer w.Close()
-	start := fs.written
-	if err := w.Save(o.hs, o.ents); err != nil {
+	start := fs.opCount()
+	if err := run(w, o); err != nil {
 		t.Fatal(err)
 	}
-	return fs.written - start
+	return fs.opCount() - start
 }
 
-// checkCut opens the WAL on fs (holding the state before), lets Save(last)
-// write only cut bytes, then reopens what the crash left.
-func checkCut(t *testing.T, fs *memFS, cut int64, before *model, last op, j int) {
-	t.Helper()
-	w := openT(t, "/wal", memOptions(fs, crashSegmentSize))
-	fs.mu.Lock()
-	fs.budget = cut
-	fs.mu.Unlock()
-	saveErr := w.Save(last.hs, last.ents)
-	w.Close()
-	w2, err := Open("/wal", memOptions(fs.image(false), crashSegmentSize))
-	if err != nil {
-		t.Fatalf("op %d cut at byte %d: reopen refused a crash-cut write: %v", j, cut, err)
+func describe(o op) string {
+	switch {
+	case o.install != 0:
+		return fmt.Sprintf("InstallSnapshot(%d, %d)", o.install, o.installTerm)
+	case o.compact != 0:
+		return fmt.Sprintf("Compact(%d)", o.compact)
+	case len(o.ents) > 0:
+		return fmt.Sprintf("Save of %d..%d", o.ents[0].Index, o.ents[len(o.ents)-1].Index)
 	}
-	defer w2.Close()
-	if saveErr == nil {
-		after := before.clone()
-		after.save(last.hs, last.ents)
-		if d := after.diff(w2); d != "" {
-			t.Fatalf("op %d cut at byte %d: acknowledged Save not recovered: %s", j, cut, d)
-		}
-		return
-	}
-	var diffs []string
-	for _, c := range outcomes(before, last) {
-		d := c.diff(w2)
-		if d == "" {
-			return
-		}
-		diffs = append(diffs, d)
-	}
-	t.Fatalf("op %d cut at byte %d: recovered state is no prefix of the write: %s", j, cut, strings.Join(diffs, "; "))
+	return "Save of a hard state"
 }
 
 // TestCrashDroppingUnsyncedDataRecoversLastSyncedState fails the fsync of
 // each Save in turn and reopens from only what was synced.
 func TestCrashDroppingUnsyncedDataRecoversLastSyncedState(t *testing.T) {
-	ops := genOps(7, 60)
-	for j, o := range ops {
-		if o.compact != 0 {
-			continue
+	for _, ops := range [][]op{genOps(7, 60), genInstallOps(7, 60)} {
+		m := newModel()
+		for j, o := range ops {
+			if !writes(m, o) {
+				m.apply(o)
+				continue
+			}
+			fs := newMemFS()
+			models := runOps(t, fs, ops[:j])
+			w := openT(t, "/wal", memOptions(fs, crashSegmentSize))
+			fs.mu.Lock()
+			fs.failSync = true
+			fs.mu.Unlock()
+			if err := run(w, o); err == nil {
+				t.Fatalf("op %d: %s succeeded although fsync failed", j, describe(o))
+			}
+			if err := w.Save(raft.HardState{Term: 99}, nil); !errors.Is(err, ErrFailed) {
+				t.Fatalf("op %d: Save after failed fsync: %v, want ErrFailed", j, err)
+			}
+			w.Close()
+			w2, err := Open("/wal", memOptions(fs.image(true), crashSegmentSize))
+			if err != nil {
+				t.Fatalf("op %d: reopen after losing unsynced data: %v", j, err)
+			}
+			if d := models[j].diff(w2); d != "" {
+				t.Fatalf("op %d: %s", j, d)
+			}
+			w2.Close()
+			m.apply(o)
 		}
-		fs := newMemFS()
-		models := runOps(t, fs, ops[:j])
-		w := openT(t, "/wal", memOptions(fs, crashSegmentSize))
-		fs.mu.Lock()
-		fs.failSync = true
-		fs.mu.Unlock()
-		if err := w.Save(o.hs, o.ents); err == nil {
-			t.Fatalf("op %d: Save succeeded although fsync failed", j)
-		}
-		if err := w.Save(raft.HardState{Term: 99}, nil); !errors.Is(err, ErrFailed) {
-			t.Fatalf("op %d: Save after failed fsync: %v, want ErrFailed", j, err)
-		}
-		w.Close()
-		w2, err := Open("/wal", memOptions(fs.image(true), crashSegmentSize))
-		if err != nil {
-			t.Fatalf("op %d: reopen after losing unsynced data: %v", j, err)
-		}
-		if d := models[j].diff(w2); d != "" {
-			t.Fatalf("op %d: %s", j, d)
-		}
-		w2.Close()
 	}
 }
 

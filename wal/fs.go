@@ -1,9 +1,13 @@
 package wal
 
 import (
+	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/raftline/raft/internal/fsutil"
 )
 
 // fileSystem is the narrow set of file operations the WAL uses. It exists
@@ -41,6 +45,8 @@ type file interface {
 	// Preallocate reserves size bytes of zeros (never shrinking the file)
 	// so appends need not allocate blocks or change the file size.
 	Preallocate(size int64) error
+	// Truncate sets the file's size; a following Sync makes it durable.
+	Truncate(size int64) error
 }
 
 // osFS is the real file system.
@@ -48,7 +54,17 @@ type osFS struct{}
 
 func (osFS) MkdirAll(dir string) error { return os.MkdirAll(dir, 0o755) }
 
-func (osFS) Lock(dir string) (io.Closer, error) { return lockDir(dir) }
+// Lock takes the directory's flock (see fsutil.LockDir).
+func (osFS) Lock(dir string) (io.Closer, error) {
+	l, err := fsutil.LockDir(dir)
+	if errors.Is(err, fsutil.ErrLocked) {
+		return nil, fmt.Errorf("%w: %s", ErrLocked, filepath.Join(dir, fsutil.LockFileName))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("wal: %w", err)
+	}
+	return l, nil
+}
 
 func (osFS) ReadDir(dir string) ([]string, error) {
 	ents, err := os.ReadDir(dir)
@@ -81,24 +97,15 @@ func (osFS) Open(name string) (file, error) {
 func (osFS) Rename(from, to string) error { return os.Rename(from, to) }
 func (osFS) Remove(name string) error     { return os.Remove(name) }
 
-func (osFS) SyncDir(dir string) error {
-	d, err := os.Open(filepath.Clean(dir))
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
+func (osFS) SyncDir(dir string) error { return fsutil.SyncDir(dir) }
 
 // osFile adapts *os.File to file.
 type osFile struct{ *os.File }
 
-// Sync uses fdatasync where available: segments are preallocated, so a
-// write changes no metadata that recovery needs and the cheaper call is as
-// durable.
+// Sync uses fdatasync where available: segments are preallocated, so most
+// writes change no metadata that recovery needs, and when one does (the
+// file grew by a preallocation step, or was cut at its data) fdatasync
+// flushes the new size too, which is all recovery needs.
 func (f osFile) Sync() error { return datasync(f.File) }
 
 func (f osFile) Size() (int64, error) {

@@ -32,6 +32,11 @@ type memFS struct {
 	// failSync makes Sync and SyncDir fail without syncing.
 	failSync bool
 	written  int64 // bytes written in total
+	// opsLeft is how many more mutating operations (writes, syncs,
+	// creations, renames, removals, truncations, preallocations) may run
+	// before the crash; negative is unlimited. ops counts those run.
+	opsLeft int
+	ops     int
 }
 
 type memFile struct {
@@ -45,7 +50,7 @@ var (
 )
 
 func newMemFS() *memFS {
-	return &memFS{files: map[string]*memFile{}, durable: map[string]*memFile{}, locked: map[string]bool{}, budget: -1}
+	return &memFS{files: map[string]*memFile{}, durable: map[string]*memFile{}, locked: map[string]bool{}, budget: -1, opsLeft: -1}
 }
 
 // image returns a fresh fs holding what a crash now would leave.
@@ -83,11 +88,31 @@ func (m *memFS) segmentFiles() []string {
 	return out
 }
 
+// check accounts for one mutating operation: it fails once the fs has
+// crashed. Callers hold mu.
 func (m *memFS) check() error {
-	if m.dead {
+	if m.dead || m.opsLeft == 0 {
+		m.dead = true
 		return errCrashed
 	}
+	if m.opsLeft > 0 {
+		m.opsLeft--
+	}
+	m.ops++
 	return nil
+}
+
+// crashAfter lets n more mutating operations run.
+func (m *memFS) crashAfter(n int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.opsLeft = n
+}
+
+func (m *memFS) opCount() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.ops
 }
 
 func (m *memFS) MkdirAll(string) error { return nil }
@@ -257,6 +282,20 @@ func (h *memHandle) Preallocate(size int64) error {
 		return err
 	}
 	if size > int64(len(h.f.data)) {
+		h.f.data = append(h.f.data, make([]byte, size-int64(len(h.f.data)))...)
+	}
+	return nil
+}
+
+func (h *memHandle) Truncate(size int64) error {
+	h.fs.mu.Lock()
+	defer h.fs.mu.Unlock()
+	if err := h.fs.check(); err != nil {
+		return err
+	}
+	if size < int64(len(h.f.data)) {
+		h.f.data = slices.Clone(h.f.data[:size])
+	} else {
 		h.f.data = append(h.f.data, make([]byte, size-int64(len(h.f.data)))...)
 	}
 	return nil

@@ -48,6 +48,31 @@ func (m *model) compact(index uint64) {
 	m.first = index + 1
 }
 
+// termAt returns the term of entry index, which m holds or has compacted
+// to.
+func (m *model) termAt(index uint64) uint64 {
+	if index+1 == m.first {
+		return m.prevTerm
+	}
+	return m.ents[index-m.first].Term
+}
+
+// installResets reports whether installing a snapshot of (index, term)
+// drops every entry, rather than compacting up to it.
+func (m *model) installResets(index, term uint64) bool {
+	return index+1 < m.first || index > m.last() || m.termAt(index) != term
+}
+
+// install is InstallSnapshot(index, term), for index+1 ≥ first.
+func (m *model) install(index, term uint64) {
+	switch {
+	case m.installResets(index, term):
+		m.ents, m.first, m.prevTerm = nil, index+1, term
+	case index >= m.first:
+		m.compact(index)
+	}
+}
+
 // diff describes how w differs from m, or returns "" when it holds the
 // same hard state and every entry m holds (w may keep an older prefix: a
 // reopened WAL compacts at segment granularity).
@@ -83,18 +108,28 @@ func sameEntry(a, b raft.Entry) bool {
 	return a.Index == b.Index && a.Term == b.Term && a.Type == b.Type && bytes.Equal(a.Data, b.Data)
 }
 
-// op is one step of a generated workload: a Save, or a Compact when
-// compact is non-zero.
+// op is one step of a generated workload: a Save, a Compact when compact
+// is non-zero, or an InstallSnapshot when install is.
 type op struct {
 	compact uint64
 	hs      raft.HardState
 	ents    []raft.Entry
+
+	install, installTerm uint64
 }
 
 // genOps generates a raft-like workload: appends in the current term,
 // term changes that overwrite an uncommitted suffix, hard-state updates
-// and compactions of the committed prefix.
-func genOps(seed uint64, n int) []op {
+// and compactions of the committed prefix. The sequence for a seed never
+// changes: testdata/legacy-v1 was written from it.
+func genOps(seed uint64, n int) []op { return genWorkload(seed, n, false) }
+
+// genInstallOps is genOps with snapshot installs mixed in: at a committed
+// entry the log holds (a compaction), past the end of the log, and over an
+// uncommitted suffix of other terms (both of which drop every entry).
+func genInstallOps(seed uint64, n int) []op { return genWorkload(seed, n, true) }
+
+func genWorkload(seed uint64, n int, installs bool) []op {
 	r := rand.New(rand.NewPCG(seed, seed^0x5bd1e995))
 	m := newModel()
 	term, commit := uint64(1), uint64(0)
@@ -102,6 +137,14 @@ func genOps(seed uint64, n int) []op {
 	for len(ops) < n {
 		var o op
 		last := m.last()
+		if installs && r.IntN(8) == 0 {
+			o.install, o.installTerm = genInstall(r, m, &term, &commit)
+			if o.install != 0 {
+				m.install(o.install, o.installTerm)
+				ops = append(ops, o)
+			}
+			continue
+		}
 		switch p := r.IntN(10); {
 		case p == 0 && commit >= m.first:
 			o.compact = m.first + r.Uint64N(commit-m.first+1)
@@ -125,6 +168,36 @@ func genOps(seed uint64, n int) []op {
 	return ops
 }
 
+// genInstall picks a snapshot (index, term) to install on m, updating the
+// workload's term and commit index, or returns index 0 for none.
+func genInstall(r *rand.Rand, m *model, term, commit *uint64) (uint64, uint64) {
+	last := m.last()
+	switch r.IntN(3) {
+	case 0: // a committed entry the log holds: compaction
+		if *commit+1 < m.first {
+			return 0, 0
+		}
+		i := m.first - 1 + r.Uint64N(*commit-m.first+2)
+		if i == 0 {
+			return 0, 0
+		}
+		return i, m.termAt(i)
+	case 1: // past the end of the log
+		i := last + 1 + r.Uint64N(12)
+		*term += r.Uint64N(2)
+		*commit = i
+		return i, *term
+	default: // over an uncommitted suffix, from a newer leader
+		if last <= *commit || last < m.first {
+			return 0, 0
+		}
+		i := *commit + 1 + r.Uint64N(last-*commit)
+		*term++
+		*commit = i
+		return i, *term
+	}
+}
+
 func genEntries(r *rand.Rand, first uint64, n int, term uint64) []raft.Entry {
 	ents := make([]raft.Entry, n)
 	for i := range ents {
@@ -139,18 +212,34 @@ func genEntries(r *rand.Rand, first uint64, n int, term uint64) []raft.Entry {
 
 // apply runs o on w and the model; the model is only updated on success.
 func apply(w *WAL, m *model, o op) error {
-	if o.compact != 0 {
-		if err := w.Compact(o.compact); err != nil {
-			return err
-		}
-		m.compact(o.compact)
-		return nil
-	}
-	if err := w.Save(o.hs, o.ents); err != nil {
+	if err := run(w, o); err != nil {
 		return err
 	}
-	m.save(o.hs, o.ents)
+	m.apply(o)
 	return nil
+}
+
+// run runs o on w.
+func run(w *WAL, o op) error {
+	switch {
+	case o.install != 0:
+		return w.InstallSnapshot(o.install, o.installTerm)
+	case o.compact != 0:
+		return w.Compact(o.compact)
+	}
+	return w.Save(o.hs, o.ents)
+}
+
+// apply updates the model as o does.
+func (m *model) apply(o op) {
+	switch {
+	case o.install != 0:
+		m.install(o.install, o.installTerm)
+	case o.compact != 0:
+		m.compact(o.compact)
+	default:
+		m.save(o.hs, o.ents)
+	}
 }
 
 // quietLogger drops recovery warnings the tests provoke on purpose.

@@ -35,7 +35,11 @@ func crashPayload(index, term uint64) []byte {
 
 // runCrashChild appends batches to the WAL in dir until killed, printing
 // "first last term" after each Save returns: those entries are durable.
-// Each run uses a new term so the parent can tell runs apart.
+// Now and then it installs a snapshot instead, past the end of the log
+// (dropping every entry) or at an entry it holds (compacting), printing
+// "installing index term end" before and "install index term end" once
+// InstallSnapshot returns. Each run uses a
+// new term so the parent can tell runs apart.
 func runCrashChild(dir string) int {
 	w, err := Open(dir, Options{SegmentSize: 64 << 10, Logger: quietLogger()})
 	if err != nil {
@@ -51,6 +55,24 @@ func runCrashChild(dir string) int {
 	last, _ := w.LastIndex()
 	r := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), term))
 	for {
+		if p := r.IntN(40); p < 2 {
+			first, _ := w.FirstIndex()
+			index, iterm := last+1+uint64(r.IntN(5)), term // past the end
+			if p == 1 && last >= first {
+				index = last - uint64(r.IntN(int(min(last-first+1, 20))))
+				iterm, _ = w.Term(index)
+			}
+			// Announced first: the entries it drops may be gone even if the
+			// kill comes before it returns.
+			fmt.Fprintf(os.Stdout, "installing %d %d end\n", index, iterm)
+			if err := w.InstallSnapshot(index, iterm); err != nil {
+				fmt.Fprintln(os.Stderr, "install:", err)
+				return 3
+			}
+			fmt.Fprintf(os.Stdout, "install %d %d end\n", index, iterm)
+			last = max(last, index)
+			continue
+		}
 		ents := make([]raft.Entry, 1+r.IntN(16))
 		for i := range ents {
 			idx := last + 1 + uint64(i)
@@ -68,8 +90,10 @@ func runCrashChild(dir string) int {
 
 // TestKilledWriterKeepsEveryAcknowledgedEntry re-executes the test binary
 // as a writer, SIGKILLs it at a random moment, reopens the WAL and checks
-// that every entry the writer acknowledged is there with its content;
-// repeated -wal.crash-reps times on the same directory.
+// that every entry the writer acknowledged is there with its content (but
+// those a later acknowledged snapshot install dropped or compacted), and
+// that the log starts at or before the last installed snapshot, with its
+// term; repeated -wal.crash-reps times on the same directory.
 func TestKilledWriterKeepsEveryAcknowledgedEntry(t *testing.T) {
 	if testing.Short() {
 		t.Skip("spawns processes")
@@ -80,18 +104,39 @@ func TestKilledWriterKeepsEveryAcknowledgedEntry(t *testing.T) {
 	}
 	dir := t.TempDir()
 	acked := map[uint64]uint64{} // index → term
+	// The last snapshot whose install returned, and one announced after it
+	// (which may or may not have happened): index, term.
+	var installed, pending [2]uint64
+	installs, nacked := 0, 0
 	r := rand.New(rand.NewPCG(1, 2))
 	torn := 0
 	for rep := range *crashReps {
 		lines := runAndKill(t, exe, dir, time.Duration(r.IntN(60))*time.Millisecond)
 		for _, l := range lines {
 			var first, last, term uint64
+			if f := strings.Fields(l); len(f) == 4 && f[3] == "end" {
+				fmt.Sscan(f[1]+" "+f[2], &last, &term)
+				switch f[0] {
+				case "installing":
+					pending = [2]uint64{last, term}
+					for i := range acked {
+						if i <= last {
+							delete(acked, i) // dropped or compacted
+						}
+					}
+				case "install":
+					installed, pending = [2]uint64{last, term}, [2]uint64{}
+					installs++
+				}
+				continue
+			}
 			if _, err := fmt.Sscan(l, &first, &last, &term); err != nil {
 				t.Fatalf("rep %d: bad ack line %q", rep, l)
 			}
 			for i := first; i <= last; i++ {
 				acked[i] = term
 			}
+			nacked += int(last - first + 1)
 		}
 		w, err := Open(dir, Options{SegmentSize: 64 << 10, Logger: quietLogger()})
 		if err != nil {
@@ -101,11 +146,17 @@ func TestKilledWriterKeepsEveryAcknowledgedEntry(t *testing.T) {
 			torn++
 		}
 		checkAcked(t, w, acked, rep)
+		if installed != [2]uint64{} && !startsAtOrBefore(w, installed) && !startsAtOrBefore(w, pending) {
+			first, _ := w.FirstIndex()
+			t.Fatalf("rep %d: log starts at %d, not at or before installed snapshot %v (or %v, in flight) with its term",
+				rep, first, installed, pending)
+		}
 		if err := w.Close(); err != nil {
 			t.Fatal(err)
 		}
 	}
-	t.Logf("%d kills, %d acknowledged entries checked, %d recoveries dropped a torn tail", *crashReps, len(acked), torn)
+	t.Logf("%d kills, %d entries acknowledged (%d still in the log at the end), %d snapshots installed, %d recoveries dropped a torn tail",
+		*crashReps, nacked, len(acked), installs, torn)
 }
 
 // runAndKill starts a writer child, kills it after delay and returns the
@@ -142,10 +193,18 @@ func runAndKill(t *testing.T, exe, dir string, delay time.Duration) []string {
 		t.Fatalf("writer ended with %v before the kill; stderr: %s", err, stderr.String())
 	}
 	// A line cut mid-way by the kill is not an acknowledgement.
-	if n := len(lines); n > 0 && len(strings.Fields(lines[n-1])) != 3 {
+	if n := len(lines); n > 0 && len(strings.Fields(lines[n-1])) != 3 && !strings.HasSuffix(lines[n-1], " end") {
 		lines = lines[:n-1]
 	}
 	return lines
+}
+
+// startsAtOrBefore reports whether w's log starts at or before the
+// snapshot (index, term) and holds index's term.
+func startsAtOrBefore(w *WAL, snap [2]uint64) bool {
+	first, _ := w.FirstIndex()
+	term, err := w.Term(snap[0])
+	return snap[0] != 0 && first-1 <= snap[0] && err == nil && term == snap[1]
 }
 
 func checkAcked(t *testing.T, w *WAL, acked map[uint64]uint64, rep int) {

@@ -42,7 +42,7 @@ func (w *WAL) LastIndex() (uint64, error) {
 	return w.lastIndex(), nil
 }
 
-func (w *WAL) lastIndex() uint64 { return w.first + uint64(len(w.ents)) - 1 }
+func (w *WAL) lastIndex() uint64 { return w.first + uint64(w.ents.len()) - 1 }
 
 // Term implements raft.Storage. Terms are kept in memory for every live
 // entry, so it never reads the disk.
@@ -64,7 +64,7 @@ func (w *WAL) term(index uint64) (uint64, error) {
 	case index > w.lastIndex():
 		return 0, raft.ErrUnavailable
 	}
-	return w.ents[index-w.first].term, nil
+	return w.ents.at(int(index - w.first)).term, nil
 }
 
 // Entries implements raft.Storage. Recent entries come from the cache;
@@ -112,7 +112,7 @@ func (w *WAL) Entries(lo, hi, maxBytes uint64) ([]raft.Entry, error) {
 // again: a file can rot after recovery, and a wrong entry must become an
 // error, never a silently different log.
 func (w *WAL) readEntry(index uint64) (raft.Entry, error) {
-	pos := w.ents[index-w.first]
+	pos := w.ents.at(int(index - w.first))
 	seg := w.segment(pos.seq)
 	if seg == nil {
 		return raft.Entry{}, fmt.Errorf("%w: entry %d points at missing segment %d", ErrCorrupt, index, pos.seq)
@@ -121,7 +121,13 @@ func (w *WAL) readEntry(index uint64) (raft.Entry, error) {
 	if _, err := seg.f.ReadAt(buf, pos.off); err != nil {
 		return raft.Entry{}, fmt.Errorf("wal: reading entry %d from %s at offset %d: %w", index, seg.name, pos.off, err)
 	}
-	typ, payload, _, err := decodeRecord(buf)
+	return checkedEntry(buf, index, pos, seg)
+}
+
+// checkedEntry decodes the record of entry index read back from seg. The
+// entry's data aliases rec.
+func checkedEntry(rec []byte, index uint64, pos entryPos, seg *segment) (raft.Entry, error) {
+	typ, payload, _, err := decodeRecord(rec)
 	if err == nil && typ != typeEntry {
 		err = fmt.Errorf("record type %#x, want an entry", typ)
 	}
@@ -136,6 +142,50 @@ func (w *WAL) readEntry(index uint64) (raft.Entry, error) {
 		return raft.Entry{}, fmt.Errorf("%w: %s offset %d: %w", ErrCorrupt, seg.name, pos.off, err)
 	}
 	return e, nil
+}
+
+// warmCache fills the cache after recovery with the newest entries that
+// fit, read back in runs of adjacent records (one read and one buffer per
+// run, which the cached entries share; it is never written again).
+func (w *WAL) warmCache() error {
+	if w.cache.limit < 0 {
+		return nil
+	}
+	lo, budget := w.ents.len(), w.cache.limit
+	for lo > 0 {
+		size := w.ents.at(lo-1).size - recordOverhead - entryFixed + entryOverhead
+		if size > budget {
+			break
+		}
+		budget -= size
+		lo--
+	}
+	for i := lo; i < w.ents.len(); {
+		first, last := w.ents.at(i), w.ents.at(i)
+		j := i + 1
+		for ; j < w.ents.len(); j++ {
+			p := w.ents.at(j)
+			if p.seq != first.seq || p.off != last.off+last.size {
+				break
+			}
+			last = p
+		}
+		seg := w.segment(first.seq)
+		buf := make([]byte, last.off+last.size-first.off)
+		if _, err := seg.f.ReadAt(buf, first.off); err != nil {
+			return fmt.Errorf("wal: reading %s at offset %d: %w", seg.name, first.off, err)
+		}
+		for k := i; k < j; k++ {
+			pos := w.ents.at(k)
+			e, err := checkedEntry(buf[pos.off-first.off:][:pos.size], w.first+uint64(k), pos, seg)
+			if err != nil {
+				return err
+			}
+			w.cache.add(e)
+		}
+		i = j
+	}
+	return nil
 }
 
 // segment returns the live segment with sequence number seq.

@@ -44,6 +44,9 @@ const (
 	typeEntry   byte = 0x11 // one raft.Entry
 	typeState   byte = 0x22 // a raft.HardState
 	typeSegment byte = 0x44 // segment header, first record of every segment
+	// typeReset drops every entry: the log restarts after (index, term),
+	// the last entry of an installed snapshot.
+	typeReset byte = 0x88
 )
 
 // castagnoli is the CRC32C table; hardware accelerated on amd64 and arm64.
@@ -56,6 +59,7 @@ const (
 	// segHeaderFixed: magic, seq, prevIndex, prevTerm, reserved; a state follows.
 	segHeaderFixed = 4 + 8 + 8 + 8 + 8
 	segmentMagic   = 0x524c5701 // "RLW" and format version 1
+	resetSize      = 8 + 8      // index, term
 )
 
 // appendRecord reserves a record of payload length n on buf and writes its
@@ -129,6 +133,28 @@ func appendSegmentHeader(buf []byte, h segmentHeader) []byte {
 	putState(p[segHeaderFixed:], h.hs)
 	sealRecord(buf[start:])
 	return buf
+}
+
+// appendReset frames a log reset to (index, term) onto buf.
+func appendReset(buf []byte, index, term uint64) []byte {
+	buf, start := appendRecord(buf, typeReset, resetSize)
+	p := buf[start+headerSize:]
+	binary.LittleEndian.PutUint64(p[0:], index)
+	binary.LittleEndian.PutUint64(p[8:], term)
+	sealRecord(buf[start:])
+	return buf
+}
+
+// decodeReset parses a reset payload.
+func decodeReset(p []byte) (index, term uint64, err error) {
+	if len(p) != resetSize {
+		return 0, 0, fmt.Errorf("reset payload of %d bytes, want %d", len(p), resetSize)
+	}
+	index, term = binary.LittleEndian.Uint64(p[0:]), binary.LittleEndian.Uint64(p[8:])
+	if index == 0 {
+		return 0, 0, errors.New("reset to index 0")
+	}
+	return index, term, nil
 }
 
 // Decoding outcomes other than success. Recovery uses them to tell the end
@@ -245,5 +271,17 @@ func allZero(b []byte) bool {
 
 // zeroBlock lets zero checks of preallocated space compare whole blocks
 // (bytes.Equal is vectorized) instead of looping over every byte: recovery
-// scans up to a segment's full preallocated size.
+// scans up to tailWindow of preallocated space.
 var zeroBlock [4096]byte
+
+// nonZeroExtent returns how far non-zero bytes reach into b.
+func nonZeroExtent(b []byte) int64 {
+	i := len(b)
+	for i >= len(zeroBlock) && bytes.Equal(b[i-len(zeroBlock):i], zeroBlock[:]) {
+		i -= len(zeroBlock)
+	}
+	for i > 0 && b[i-1] == 0 {
+		i--
+	}
+	return int64(i)
+}

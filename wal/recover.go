@@ -1,10 +1,7 @@
 package wal
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
-	"io"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -15,14 +12,26 @@ import (
 // segment's sequence number (consecutive, so a missing file shows as a
 // gap) and the index its first entry would have when it was created.
 // Sorting names sorts segments.
+//
+// A start marker, an empty file named start-<seq>, names the oldest live
+// segment. Compaction creates it (durably) before deleting the segments
+// before that one, so a crash part-way through the deletions leaves older
+// segments that recovery knows to ignore and remove, instead of a run of
+// segments whose oldest may not be a valid place to start replaying (a
+// truncation recorded in it can reach back before its header's entry). A
+// directory without a marker (the first format, or a log never compacted)
+// starts at its oldest segment.
 const (
-	segmentExt = ".wal"
-	tmpSuffix  = ".tmp"
+	segmentExt   = ".wal"
+	tmpSuffix    = ".tmp"
+	markerPrefix = "start-"
 )
 
 func segmentName(seq, first uint64) string {
 	return fmt.Sprintf("%016x-%016x%s", seq, first, segmentExt)
 }
+
+func markerName(seq uint64) string { return fmt.Sprintf("%s%016x", markerPrefix, seq) }
 
 // parseSegmentName returns the sequence number and first index in a
 // segment file name, or ok false for any other name.
@@ -36,9 +45,70 @@ func parseSegmentName(name string) (seq, first uint64, ok bool) {
 	return seq, first, err1 == nil && err2 == nil
 }
 
+// parseMarkerName returns the sequence number a start marker names.
+func parseMarkerName(name string) (seq uint64, ok bool) {
+	hex, found := strings.CutPrefix(name, markerPrefix)
+	if !found || len(hex) != 16 {
+		return 0, false
+	}
+	seq, err := strconv.ParseUint(hex, 16, 64)
+	return seq, err == nil && seq > 0
+}
+
 // corrupt builds the error Open returns for data it cannot trust.
 func corrupt(name string, off int64, format string, args ...any) error {
 	return fmt.Errorf("%w: %s offset %d: %s", ErrCorrupt, name, off, fmt.Sprintf(format, args...))
+}
+
+// segFile is a segment file found in the directory.
+type segFile struct {
+	name       string
+	seq, first uint64
+}
+
+// dirListing is what recovery found in the directory.
+type dirListing struct {
+	live     []segFile // from the start marker on, in sequence order
+	remnants []segFile // before the start marker: an interrupted deletion
+	tmps     []string
+	markers  []uint64 // sorted; the last is the start
+}
+
+func (w *WAL) listDir() (dirListing, error) {
+	names, err := w.fs.ReadDir(w.dir)
+	if err != nil {
+		return dirListing{}, fmt.Errorf("wal: listing %s: %w", w.dir, err)
+	}
+	var l dirListing
+	var files []segFile
+	for _, name := range names {
+		if strings.HasSuffix(name, tmpSuffix) {
+			l.tmps = append(l.tmps, name)
+		} else if seq, first, ok := parseSegmentName(name); ok {
+			files = append(files, segFile{name, seq, first})
+		} else if seq, ok := parseMarkerName(name); ok {
+			l.markers = append(l.markers, seq)
+		}
+	}
+	slices.SortFunc(files, func(a, b segFile) int { return cmpUint(a.seq, b.seq) })
+	slices.Sort(l.markers)
+	start := uint64(0)
+	if len(l.markers) > 0 {
+		start = l.markers[len(l.markers)-1]
+	}
+	i, _ := slices.BinarySearchFunc(files, start, func(f segFile, seq uint64) int { return cmpUint(f.seq, seq) })
+	l.remnants, l.live = files[:i], files[i:]
+	if start > 0 && (len(l.live) == 0 || l.live[0].seq != start) {
+		return dirListing{}, fmt.Errorf("%w: %s: segment %d, which the start marker names, is missing",
+			ErrCorrupt, filepath.Join(w.dir, markerName(start)), start)
+	}
+	for i := 1; i < len(l.live); i++ {
+		if l.live[i].seq != l.live[i-1].seq+1 {
+			return dirListing{}, fmt.Errorf("%w: %s: segment %d is missing (previous is %s)",
+				ErrCorrupt, filepath.Join(w.dir, l.live[i].name), l.live[i-1].seq+1, l.live[i-1].name)
+		}
+	}
+	return l, nil
 }
 
 // recover rebuilds the in-memory state from the segments. It writes
@@ -47,68 +117,77 @@ func corrupt(name string, off int64, format string, args ...any) error {
 //
 // A missing segment between two others shows as a gap in the sequence
 // numbers (and each header names the entry before it, checked against the
-// log so far). A missing oldest segment cannot be told from compaction, nor
-// a missing newest one from a log that never rolled: the WAL keeps no
-// separate manifest to catch those.
+// log so far), a missing oldest one by the start marker. A missing newest
+// segment cannot be told from a log that never rolled: the WAL keeps no
+// separate manifest to catch that.
 func (w *WAL) recover() error {
-	names, err := w.fs.ReadDir(w.dir)
+	l, err := w.listDir()
 	if err != nil {
-		return fmt.Errorf("wal: listing %s: %w", w.dir, err)
+		return err
 	}
-	type segFile struct {
-		name       string
-		seq, first uint64
-	}
-	var files []segFile
-	var tmps []string
-	for _, name := range names {
-		if strings.HasSuffix(name, tmpSuffix) {
-			tmps = append(tmps, name)
-		} else if seq, first, ok := parseSegmentName(name); ok {
-			files = append(files, segFile{name, seq, first})
-		}
-	}
-	slices.SortFunc(files, func(a, b segFile) int { return cmpUint(a.seq, b.seq) })
 	w.first = 1
-	var tail int64
-	for i, sf := range files {
+	var tail, size int64
+	var buf []byte // shared by the segments' readers in turn
+	for i, sf := range l.live {
 		path := filepath.Join(w.dir, sf.name)
-		if i > 0 && sf.seq != files[i-1].seq+1 {
-			return fmt.Errorf("%w: %s: segment %d is missing (previous is %s)",
-				ErrCorrupt, path, files[i-1].seq+1, files[i-1].name)
-		}
 		f, err := w.fs.Open(path)
 		if err != nil {
 			return fmt.Errorf("wal: opening %s: %w", path, err)
 		}
 		seg := &segment{seq: sf.seq, name: path, f: f}
 		w.segs = append(w.segs, seg)
-		data, err := readAll(f)
+		rr, err := newRecordReader(f, buf)
 		if err != nil {
 			return fmt.Errorf("wal: reading %s: %w", path, err)
 		}
-		if tail, err = w.replaySegment(seg, sf.first, data, i == 0, i == len(files)-1); err != nil {
+		if tail, err = w.replaySegment(seg, sf.first, rr, i == 0, i == len(l.live)-1); err != nil {
 			return err
 		}
+		size, buf = rr.size, rr.buf
 	}
-	for _, name := range tmps {
-		// Leftovers of a segment creation cut short, never acknowledged;
-		// removed before creating a segment that may reuse the name.
-		if err := w.fs.Remove(filepath.Join(w.dir, name)); err != nil {
-			return fmt.Errorf("wal: removing %s: %w", name, err)
-		}
+	if err := w.removeLeftovers(l); err != nil {
+		return err
 	}
-	if len(files) == 0 {
+	if len(l.live) == 0 {
 		seg, err := w.createSegment(1, 0, 0)
 		if err != nil {
 			return err
 		}
 		w.segs = []*segment{seg}
-		tail = segHeaderLen
+		tail, size = segHeaderLen, w.allocTarget(segHeaderLen)
 	}
-	w.active, w.tailOff = w.segs[len(w.segs)-1], tail
-	if err := w.repairTail(); err != nil {
+	w.active, w.tailOff, w.allocated = w.segs[len(w.segs)-1], tail, size
+	if len(l.markers) > 0 {
+		w.marker = l.markers[len(l.markers)-1]
+	}
+	if err := w.warmCache(); err != nil {
 		return err
+	}
+	return w.repairTail(size)
+}
+
+// removeLeftovers deletes what interrupted operations left: temporary
+// files of a segment creation, and segments (with their stale markers) a
+// compaction had started deleting. None holds anything live.
+func (w *WAL) removeLeftovers(l dirListing) error {
+	var names []string
+	for _, sf := range l.remnants {
+		names = append(names, sf.name)
+	}
+	if len(l.markers) > 1 {
+		for _, seq := range l.markers[:len(l.markers)-1] {
+			names = append(names, markerName(seq))
+		}
+	}
+	if len(names) > 0 {
+		w.log.Warn("wal: removing segments an interrupted compaction left", "dir", w.dir, "files", names)
+	}
+	// Temporary files are removed before creating a segment that may
+	// reuse the name.
+	for _, name := range append(names, l.tmps...) {
+		if err := w.fs.Remove(filepath.Join(w.dir, name)); err != nil {
+			return fmt.Errorf("wal: removing %s: %w", name, err)
+		}
 	}
 	return nil
 }
@@ -123,156 +202,32 @@ func cmpUint(a, b uint64) int {
 	return 0
 }
 
-// readAll reads a whole segment; the buffer is sized by the file itself,
-// so garbage can never make recovery allocate more than is on disk.
-func readAll(f file) ([]byte, error) {
-	size, err := f.Size()
-	if err != nil {
-		return nil, err
-	}
-	if size < 0 || size > 1<<40 {
-		return nil, fmt.Errorf("implausible file size %d", size)
-	}
-	data := make([]byte, size)
-	n, err := f.ReadAt(data, 0)
-	if err != nil && !(errors.Is(err, io.EOF) && int64(n) == size) {
-		return nil, err
-	}
-	return data, nil
-}
-
-// replaySegment applies one segment's records to the state and returns
-// where its valid data ends.
-func (w *WAL) replaySegment(seg *segment, first uint64, data []byte, isFirst, isLast bool) (int64, error) {
-	typ, payload, n, err := decodeRecord(data)
-	if err == nil && typ != typeSegment {
-		err = fmt.Errorf("first record has type %#x", typ)
-	}
-	var h segmentHeader
-	if err == nil {
-		h, err = decodeSegmentHeader(payload)
-	}
-	if err != nil {
-		return 0, corrupt(seg.name, 0, "segment header: %v", err)
-	}
-	if h.seq != seg.seq || h.prevIndex+1 != first {
-		return 0, corrupt(seg.name, 0, "segment header says segment %d starting at %d, the name says %d at %d",
-			h.seq, h.prevIndex+1, seg.seq, first)
-	}
-	if isFirst {
-		w.first, w.prevTerm = h.prevIndex+1, h.prevTerm
-	} else if t, terr := w.term(h.prevIndex); h.prevIndex != w.lastIndex() || terr != nil || t != h.prevTerm {
-		return 0, corrupt(seg.name, 0, "segment follows entry %d of term %d, but the log before it ends at %d (term %d)",
-			h.prevIndex, h.prevTerm, w.lastIndex(), t)
-	}
-	seg.prevIndex, seg.prevTerm = h.prevIndex, h.prevTerm
-	w.hs = h.hs
-	off := int64(n)
-	for off < int64(len(data)) {
-		typ, payload, n, err := decodeRecord(data[off:])
-		if err != nil {
-			if errors.Is(err, errEnd) && allZero(data[off:]) {
-				return off, nil
-			}
-			if !isLast {
-				return 0, corrupt(seg.name, off, "%v (in a segment that is not the newest)", err)
-			}
-			if !isTorn(data[off:], n, err) {
-				return 0, corrupt(seg.name, off, "%v before the end of the log", err)
-			}
-			w.recovery = Recovery{TornTail: true, File: seg.name, Offset: off,
-				Discarded: nonZeroExtent(data[off:]), Reason: err.Error()}
-			return off, nil
-		}
-		if err := w.replayRecord(seg, typ, payload, off, int64(n)); err != nil {
-			return 0, corrupt(seg.name, off, "%v", err)
-		}
-		off += int64(n)
-	}
-	return off, nil
-}
-
-// isTorn decides whether a record that failed to decode at the end of the
-// newest segment is a write cut short by a crash. A cut write leaves a
-// prefix of the record followed by the zeros of the preallocated file, so
-// the record is torn only if its last byte (the end marker, never zero when
-// written) is missing and nothing but zeros follows it; a complete record
-// with a bad checksum, or garbage followed by more data, is corruption.
-func isTorn(rest []byte, n int, err error) bool {
-	switch {
-	case errors.Is(err, errEnd):
-		// A zero header with data after it: writeback of an unsynced write
-		// reached later pages before earlier ones. The synced log ends here.
-		return true
-	case errors.Is(err, errShort):
-		return true // the file ends inside the record
-	case errors.Is(err, errBadHeader):
-		return len(rest) <= headerSize || allZero(rest[headerSize:])
-	case errors.Is(err, errBadCRC):
-		return rest[n-1] == 0 && allZero(rest[n:])
-	}
-	return false
-}
-
-// nonZeroExtent returns how far non-zero bytes reach into b.
-func nonZeroExtent(b []byte) int64 {
-	i := len(b)
-	for i >= len(zeroBlock) && bytes.Equal(b[i-len(zeroBlock):i], zeroBlock[:]) {
-		i -= len(zeroBlock)
-	}
-	for i > 0 && b[i-1] == 0 {
-		i--
-	}
-	return int64(i)
-}
-
-// replayRecord applies one valid record during recovery.
-func (w *WAL) replayRecord(seg *segment, typ byte, payload []byte, off, size int64) error {
-	switch typ {
-	case typeState:
-		hs, err := decodeState(payload)
-		if err != nil {
-			return err
-		}
-		w.hs = hs
-	case typeEntry:
-		e, err := decodeEntry(payload)
-		if err != nil {
-			return err
-		}
-		if last := w.lastIndex(); e.Index > last+1 {
-			return fmt.Errorf("gap in the log: entry %d follows entry %d", e.Index, last)
-		}
-		if e.Index < w.first {
-			return fmt.Errorf("entry %d is before the first index %d", e.Index, w.first)
-		}
-		if w.cache.limit >= 0 {
-			e.Data = bytes.Clone(e.Data) // do not pin the segment buffer
-		}
-		w.appendPos(seg, e, off, size)
-	default:
-		return fmt.Errorf("unexpected record type %#x", typ)
-	}
-	return nil
-}
-
-// repairTail zeroes a torn tail found by recovery and syncs it, so later
-// appends can never be followed by stale bytes that decode as records.
-func (w *WAL) repairTail() error {
+// repairTail makes sure nothing follows the end of the log in the newest
+// segment (of the given size): after a torn write, or when recovery did
+// not look at all of the bytes past the end (beyond tailWindow), it cuts
+// the file there and preallocates it again, durably. Later appends can
+// then never be followed by stale bytes that decode as records, however
+// far a torn write reached.
+func (w *WAL) repairTail(size int64) error {
 	r := w.recovery
-	if !r.TornTail {
+	if r.TornTail {
+		w.log.Warn("wal: discarding torn write at the end of the log",
+			"file", r.File, "offset", r.Offset, "bytes", r.Discarded, "reason", r.Reason)
+	}
+	if !r.TornTail && size <= w.tailOff+tailWindow {
 		return nil
 	}
-	w.log.Warn("wal: discarding torn write at the end of the log",
-		"file", r.File, "offset", r.Offset, "bytes", r.Discarded, "reason", r.Reason)
-	if r.Discarded == 0 {
-		return nil
+	f := w.active.f
+	w.allocated = w.allocTarget(w.tailOff)
+	err := f.Truncate(w.tailOff)
+	if err == nil {
+		err = f.Preallocate(w.allocated)
 	}
-	if _, err := w.active.f.WriteAt(make([]byte, r.Discarded), r.Offset); err != nil {
-		return fmt.Errorf("wal: clearing torn tail of %s: %w", r.File, err)
+	if err == nil {
+		err = f.Sync()
 	}
-	if err := w.active.f.Sync(); err != nil {
-		return fmt.Errorf("wal: syncing %s: %w", r.File, err)
+	if err != nil {
+		return fmt.Errorf("wal: cutting %s at the end of the log (offset %d): %w", w.active.name, w.tailOff, err)
 	}
 	return nil
 }

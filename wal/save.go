@@ -41,10 +41,8 @@ func (w *WAL) Save(hs raft.HardState, entries []raft.Entry) error {
 	for i := range entries {
 		buf = appendEntry(buf, &entries[i])
 	}
-	if w.tailOff+int64(len(buf)) > w.opts.SegmentSize && w.tailOff > segHeaderLen {
-		if err := w.roll(); err != nil {
-			return w.fail(err)
-		}
+	if err := w.makeRoom(int64(len(buf)), false); err != nil {
+		return w.fail(err)
 	}
 	off := w.tailOff
 	if _, err := w.active.f.WriteAt(buf, off); err != nil {
@@ -55,12 +53,17 @@ func (w *WAL) Save(hs raft.HardState, entries []raft.Entry) error {
 	}
 	w.tailOff += int64(len(buf))
 	w.publish(hs, entries, off+int64(entriesAt))
+	w.keepBuffer(buf)
+	return nil
+}
+
+// keepBuffer keeps buf for the next write unless it grew too large.
+func (w *WAL) keepBuffer(buf []byte) {
 	if cap(buf) <= maxKeptBuffer {
 		w.buf = buf
 	} else {
 		w.buf = nil
 	}
-	return nil
 }
 
 // writable reports why the WAL cannot write, if it cannot.
@@ -122,28 +125,67 @@ func (w *WAL) publish(hs raft.HardState, entries []raft.Entry, entriesAt int64) 
 	}
 	off := entriesAt
 	for i := range entries {
-		size := int64(recordOverhead + entryFixed + len(entries[i].Data))
-		w.appendPos(w.active, entries[i], off, size)
+		e := &entries[i]
+		size := int64(recordOverhead + entryFixed + len(e.Data))
+		if e.Index <= w.lastIndex() {
+			w.cache.truncateFrom(e.Index)
+		}
+		w.appendPos(w.active, e.Index, e.Term, off, size)
+		w.cache.add(*e)
 		off += size
 	}
 }
 
-// appendPos records entry e at (seg, off), truncating the log first when e
-// replaces a stored suffix. Callers hold mu (or own the WAL, in recovery).
-func (w *WAL) appendPos(seg *segment, e raft.Entry, off, size int64) {
-	if e.Index <= w.lastIndex() {
-		w.ents = w.ents[:e.Index-w.first]
-		w.cache.truncateFrom(e.Index)
+// appendPos records entry (index, term) at (seg, off), truncating the log
+// first when it replaces a stored suffix. Callers hold mu (or own the WAL,
+// in recovery) and keep the cache in step.
+func (w *WAL) appendPos(seg *segment, index, term uint64, off, size int64) {
+	if index <= w.lastIndex() {
+		w.ents.truncate(int(index - w.first))
 	}
-	w.ents = append(w.ents, entryPos{term: e.Term, seq: seg.seq, off: off, size: size})
-	w.cache.add(e)
-	if seg.minIndex == 0 || e.Index < seg.minIndex {
-		seg.minIndex = e.Index
+	w.ents.append(entryPos{term: term, seq: seg.seq, off: off, size: size})
+	if !seg.hasReset && (seg.minIndex == 0 || index < seg.minIndex) {
+		seg.minIndex = index
 	}
 }
 
-// roll starts a new segment after the active one.
+// makeRoom readies the active segment for a write of n bytes: it rolls to
+// a new segment when the write would take the active one past the segment
+// size (or when forced), and grows the preallocation to cover it.
+func (w *WAL) makeRoom(n int64, forceRoll bool) error {
+	if forceRoll || (w.tailOff+n > w.opts.SegmentSize && w.tailOff > segHeaderLen) {
+		if err := w.roll(); err != nil {
+			return err
+		}
+	}
+	need := w.tailOff + n
+	if need <= w.allocated {
+		return nil
+	}
+	size := w.allocTarget(need)
+	if err := w.active.f.Preallocate(size); err != nil {
+		return fmt.Errorf("wal: preallocating %s: %w", w.active.name, err)
+	}
+	w.allocated = size
+	return nil
+}
+
+// allocTarget is the preallocated size that covers n bytes: whole steps.
+func (w *WAL) allocTarget(n int64) int64 {
+	step := w.opts.preallocStep
+	return max(1, (n+step-1)/step) * step
+}
+
+// roll starts a new segment after the active one, first cutting the active
+// one at the end of its data, durably: its preallocated rest would hold
+// disk for nothing, and recovery then reads a rolled segment to its end.
 func (w *WAL) roll() error {
+	if err := w.active.f.Truncate(w.tailOff); err != nil {
+		return fmt.Errorf("wal: cutting %s at offset %d: %w", w.active.name, w.tailOff, err)
+	}
+	if err := w.active.f.Sync(); err != nil {
+		return fmt.Errorf("wal: syncing %s: %w", w.active.name, err)
+	}
 	last := w.lastIndex()
 	lastTerm, err := w.term(last)
 	if err != nil {
@@ -156,7 +198,7 @@ func (w *WAL) roll() error {
 	w.mu.Lock()
 	w.segs = append(w.segs, seg)
 	w.mu.Unlock()
-	w.active, w.tailOff = seg, segHeaderLen
+	w.active, w.tailOff, w.allocated = seg, segHeaderLen, w.allocTarget(segHeaderLen)
 	return nil
 }
 
@@ -171,7 +213,7 @@ func (w *WAL) createSegment(seq, prevIndex, prevTerm uint64) (*segment, error) {
 		return nil, fmt.Errorf("wal: creating segment: %w", err)
 	}
 	hdr := appendSegmentHeader(nil, segmentHeader{seq: seq, prevIndex: prevIndex, prevTerm: prevTerm, hs: w.hs})
-	err = f.Preallocate(w.opts.SegmentSize)
+	err = f.Preallocate(w.allocTarget(segHeaderLen))
 	if err == nil {
 		_, err = f.WriteAt(hdr, 0)
 	}
@@ -189,73 +231,4 @@ func (w *WAL) createSegment(seq, prevIndex, prevTerm uint64) (*segment, error) {
 		return nil, fmt.Errorf("wal: creating segment %s: %w", name, err)
 	}
 	return &segment{seq: seq, name: name, f: f, prevIndex: prevIndex, prevTerm: prevTerm}, nil
-}
-
-// Compact implements raft.Storage. It forgets the entries up to index and
-// deletes the segments that hold nothing newer, whole; files are never
-// rewritten. After a reopen FirstIndex may therefore be lower than index+1
-// (the kept segment's older entries are still there), which is harmless:
-// those entries are committed.
-func (w *WAL) Compact(index uint64) error {
-	w.writeMu.Lock()
-	defer w.writeMu.Unlock()
-	if err := w.writable(); err != nil {
-		return err
-	}
-	if index < w.first {
-		return raft.ErrCompacted
-	}
-	if index > w.lastIndex() {
-		return raft.ErrUnavailable
-	}
-	w.mu.Lock()
-	k := index - w.first
-	w.prevTerm = w.ents[k].term
-	w.ents = trimFront(w.ents, int(k+1))
-	w.first = index + 1
-	w.cache.dropBefore(index + 1)
-	n := w.removable(index)
-	removed := append([]*segment(nil), w.segs[:n]...)
-	w.segs = append([]*segment(nil), w.segs[n:]...)
-	w.mu.Unlock()
-	// Remove oldest first, syncing the directory after each, so a crash
-	// leaves a contiguous run of segments, never one with a hole.
-	for _, s := range removed {
-		s.f.Close()
-		if err := w.fs.Remove(s.name); err != nil {
-			return w.fail(fmt.Errorf("wal: removing %s: %w", s.name, err))
-		}
-		if err := w.fs.SyncDir(w.dir); err != nil {
-			return w.fail(fmt.Errorf("wal: syncing %s: %w", w.dir, err))
-		}
-	}
-	return nil
-}
-
-// removable returns how many leading segments compaction to index may
-// delete: all before the newest segment k whose header's previous entry is
-// compacted and after which no record reaches back to that entry, so
-// replay can start at k.
-func (w *WAL) removable(index uint64) int {
-	minAfter := uint64(0) // smallest entry index in segs[k:], 0 for none
-	for k := len(w.segs) - 1; k >= 1; k-- {
-		s := w.segs[k]
-		if s.minIndex != 0 && (minAfter == 0 || s.minIndex < minAfter) {
-			minAfter = s.minIndex
-		}
-		if s.prevIndex <= index && (minAfter == 0 || minAfter > s.prevIndex) {
-			return k
-		}
-	}
-	return 0
-}
-
-// trimFront drops the first n positions, copying once the dropped part
-// dominates so compaction returns memory.
-func trimFront(ents []entryPos, n int) []entryPos {
-	ents = ents[n:]
-	if cap(ents) > 2*len(ents)+64 {
-		ents = append([]entryPos(nil), ents...)
-	}
-	return ents
 }

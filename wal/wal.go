@@ -4,16 +4,26 @@
 // Every Save is one write and one fsync, however many entries it carries
 // (the node's appender already merges concurrent proposals into one Save:
 // group commit). Records are framed with a length, a type and CRC32C
-// checksums. Segments are preallocated, rolled at Options.SegmentSize, and
-// deleted whole by Compact. A follower's conflicting suffix is replaced by
-// appending: a record for an index at or before the last one truncates the
-// log there, both live and on replay, so files are never rewritten.
+// checksums. A follower's conflicting suffix is replaced by appending: a
+// record for an index at or before the last one truncates the log there,
+// and InstallSnapshot appends a reset record that drops every entry, both
+// live and on replay, so files are never rewritten.
 //
-// Open recovers the log. A write cut short by a crash at the very end of
-// the newest segment is dropped and reported (see Recovery); anything else
-// that does not check out (a bad checksum before the tail, a gap in the
-// indexes or the segment numbers, a malformed header) is corruption: Open
-// fails with an error naming the file and offset and changes nothing.
+// Segments are rolled at Options.SegmentSize. The segment being written is
+// preallocated a step (4 MiB) at a time, so most writes change no file
+// size and fdatasync stays cheap while a small log occupies little disk;
+// a segment is cut to the end of its data when the next one starts.
+// Compact and InstallSnapshot delete whole segments: first a start marker
+// naming the new oldest segment is made durable, then the older ones go,
+// so a crash part-way leaves segments recovery knows to skip and remove.
+//
+// Open recovers the log, reading records through a bounded buffer: its
+// time and memory follow the data held, not the space preallocated. A
+// write cut short by a crash at the very end of the newest segment is
+// dropped and reported (see Recovery); anything else that does not check
+// out (a bad checksum before the tail, a gap in the indexes or the segment
+// numbers, a malformed header) is corruption: Open fails with an error
+// naming the file and offset and changes nothing.
 //
 // Once a write or sync fails the WAL refuses all further writes: after a
 // failed fsync the kernel may have dropped the dirty pages, so retrying
@@ -48,6 +58,11 @@ var (
 // Defaults for Options.
 const (
 	DefaultSegmentSize = 64 << 20
+	// preallocStep is how much the active segment's preallocation grows
+	// at a time: each growth makes the next fdatasync also flush the file
+	// size, so steps must be large next to a write, and small next to the
+	// disk a small log should occupy.
+	preallocStep = 4 << 20
 	// DefaultCacheBytes is small on purpose: the node reads back only
 	// entries between durable and applied (and those of a follower that
 	// fell behind), while every cached entry is heap the GC marks and the
@@ -59,10 +74,11 @@ const (
 
 // Options configures a WAL. The zero value gives the defaults.
 type Options struct {
-	// SegmentSize is the size at which the WAL starts a new segment file,
-	// and how much each segment preallocates. A Save larger than that goes
-	// whole into one segment, which then grows past the size. Default 64
-	// MiB; values below 1 KiB are raised to 1 KiB.
+	// SegmentSize is the size at which the WAL starts a new segment file.
+	// A Save larger than that goes whole into one segment, which then
+	// grows past the size. Default 64 MiB; values below 1 KiB are raised
+	// to 1 KiB. Compaction deletes whole segments, so up to a segment of
+	// entries older than the compaction point stays on disk.
 	SegmentSize int64
 	// CacheBytes bounds the memory kept for recent entries (counted as
 	// their data plus a fixed overhead); older entries are read back from
@@ -73,6 +89,8 @@ type Options struct {
 
 	// fs replaces the real file system in tests.
 	fs fileSystem
+	// preallocStep replaces preallocStep in benchmarks.
+	preallocStep int64
 }
 
 func (o *Options) setDefaults() {
@@ -89,6 +107,10 @@ func (o *Options) setDefaults() {
 	if o.fs == nil {
 		o.fs = osFS{}
 	}
+	if o.preallocStep <= 0 {
+		o.preallocStep = preallocStep
+	}
+	o.preallocStep = min(o.preallocStep, o.SegmentSize)
 }
 
 // Recovery describes what Open had to repair.
@@ -96,8 +118,10 @@ type Recovery struct {
 	// TornTail is set when the newest segment ended in a partial write
 	// (a crash mid-write), which Open discarded.
 	TornTail bool
-	// File and Offset locate the discarded tail; Discarded is how many
-	// bytes of non-zero data it held.
+	// File and Offset locate the discarded tail; Discarded is how far
+	// non-zero data reached past Offset, as far as recovery looked (a few
+	// MiB past the damaged record; everything after Offset is cut off
+	// anyway).
 	File      string
 	Offset    int64
 	Discarded int64
@@ -123,10 +147,12 @@ type WAL struct {
 
 	writeMu sync.Mutex
 	// Guarded by writeMu.
-	failed  error    // sticky write failure
-	active  *segment // segment receiving writes
-	tailOff int64    // where the next record goes in active
-	buf     []byte   // encoding buffer reused across Saves
+	failed    error    // sticky write failure
+	active    *segment // segment receiving writes
+	tailOff   int64    // where the next record goes in active
+	allocated int64    // how much of active is preallocated
+	marker    uint64   // segment the start marker names, 0 for none
+	buf       []byte   // encoding buffer reused across Saves
 
 	mu sync.RWMutex
 	// Guarded by mu; written only with writeMu also held, so a writer may
@@ -137,7 +163,7 @@ type WAL struct {
 	first  uint64     // first index kept
 	// prevTerm is the term of first-1, the compaction point (0 if none).
 	prevTerm uint64
-	ents     []entryPos // location of entry first+i at ents[i]
+	ents     posIndex // location of entry first+i at position i
 	cache    entryCache
 
 	recovery Recovery
@@ -150,10 +176,13 @@ type segment struct {
 	f         file
 	prevIndex uint64 // index of the entry before the segment's first
 	prevTerm  uint64
-	// minIndex is the smallest entry index recorded in the segment (0 when
-	// none): a later truncation can write an index below prevIndex+1,
-	// which matters when deciding what compaction may delete.
+	// minIndex is the smallest entry index recorded in the segment before
+	// its first reset record (0 when none): a later truncation can write
+	// an index below prevIndex+1, which matters when deciding where replay
+	// may start. hasReset says the segment holds a reset record, after
+	// which nothing earlier matters to replay.
 	minIndex uint64
+	hasReset bool
 }
 
 // entryPos locates one live entry on disk.

@@ -1,6 +1,6 @@
 //go:build unix
 
-package wal
+package fsutil
 
 import (
 	"fmt"
@@ -10,18 +10,16 @@ import (
 	"syscall"
 )
 
-// lockFileName is the lock file inside a WAL directory.
-const lockFileName = "LOCK"
-
 // dirLock is a held flock on a directory's lock file.
 type dirLock struct{ f *os.File }
 
-// lockDir takes a non-blocking exclusive flock on dir/LOCK. flock locks
-// belong to the open file description, so a second Open in the same
-// process is refused too, and the kernel drops the lock when the process
-// dies, so a crash never leaves the directory locked.
-func lockDir(dir string) (io.Closer, error) {
-	name := filepath.Join(dir, lockFileName)
+// LockDir takes a non-blocking exclusive flock on dir/LOCK, failing with
+// an error wrapping ErrLocked when it is held. flock locks belong to the
+// open file description, so a second LockDir in the same process is
+// refused too, and the kernel drops the lock when the process dies, so a
+// crash never leaves the directory locked.
+func LockDir(dir string) (io.Closer, error) {
+	name := filepath.Join(dir, LockFileName)
 	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, err
@@ -31,7 +29,7 @@ func lockDir(dir string) (io.Closer, error) {
 		if err == syscall.EWOULDBLOCK {
 			return nil, fmt.Errorf("%w: %s", ErrLocked, name)
 		}
-		return nil, fmt.Errorf("wal: locking %s: %w", name, err)
+		return nil, fmt.Errorf("locking %s: %w", name, err)
 	}
 	return dirLock{f}, nil
 }
