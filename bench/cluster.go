@@ -2,23 +2,26 @@ package main
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
-	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/raftline/raft"
+	"github.com/raftline/raft/snapstore"
 	"github.com/raftline/raft/wal"
 )
 
 // stateMachine is the harness' trivial state machine: a counter and a copy
-// of the last command, so applying costs the same as for the anchors.
+// of the last command, so applying costs the same as for the anchors. The
+// applier is its only user, so it needs no lock.
 type stateMachine struct {
 	count atomic.Uint64
 	last  []byte
@@ -30,11 +33,33 @@ func (s *stateMachine) Apply(e raft.Entry) any {
 	return nil
 }
 
+// Snapshot captures the counter and a copy of the last command.
 func (s *stateMachine) Snapshot() (raft.StateSnapshot, error) {
-	return nil, errors.New("bench: snapshots unsupported")
+	b := binary.BigEndian.AppendUint64(nil, s.count.Load())
+	return benchSnapshot(append(b, s.last...)), nil
 }
 
-func (s *stateMachine) Restore(io.Reader) error { return errors.New("bench: snapshots unsupported") }
+func (s *stateMachine) Restore(r io.Reader) error {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	if len(b) < 8 {
+		return errors.New("bench: snapshot too short")
+	}
+	s.count.Store(binary.BigEndian.Uint64(b))
+	s.last = append(s.last[:0], b[8:]...)
+	return nil
+}
+
+type benchSnapshot []byte
+
+func (v benchSnapshot) WriteTo(w io.Writer) (int64, error) {
+	n, err := w.Write(v)
+	return int64(n), err
+}
+
+func (benchSnapshot) Release() {}
 
 // options describes the cluster to build.
 type options struct {
@@ -42,6 +67,9 @@ type options struct {
 	transport string // "inmem" or "tcp"
 	durable   bool
 	dir       string
+	// snapshotEntries and snapshotTrailing set the library's snapshot
+	// policy (0: its defaults).
+	snapshotEntries, snapshotTrailing int
 }
 
 // cluster is an in-process raftline cluster.
@@ -76,7 +104,7 @@ func newCluster(o options) (c *cluster, err error) {
 	}
 	for i := 1; i <= o.nodes; i++ {
 		id := raft.NodeID(i)
-		store, err := c.storage(o, id, logger)
+		store, snaps, err := c.storage(o, id, logger)
 		if err != nil {
 			return c, err
 		}
@@ -84,8 +112,8 @@ func newCluster(o options) (c *cluster, err error) {
 			return c, fmt.Errorf("bootstrap: %w", err)
 		}
 		n, err := raft.NewNode(raft.Config{
-			ID: id, Storage: store, StateMachine: &stateMachine{},
-			Snapshots: raft.NewMemorySnapshotStore(), SnapshotEntries: -1,
+			ID: id, Storage: store, StateMachine: &stateMachine{}, Snapshots: snaps,
+			SnapshotEntries: o.snapshotEntries, SnapshotTrailing: o.snapshotTrailing,
 			Transport: transports[i-1], Logger: logger,
 		})
 		if err != nil {
@@ -145,21 +173,24 @@ func (c *cluster) transports(o options, logger *slog.Logger) ([]raft.Transport, 
 	return out, nil
 }
 
-// storage opens node id's log: a fsync'ed WAL or memory.
-func (c *cluster) storage(o options, id raft.NodeID, logger *slog.Logger) (raft.Storage, error) {
+// storage opens node id's log and snapshot store: a fsync'ed WAL and
+// snapshot files, or memory.
+func (c *cluster) storage(o options, id raft.NodeID, logger *slog.Logger) (raft.Storage, raft.SnapshotStore, error) {
 	if !o.durable {
-		return raft.NewMemoryStorage(), nil
+		return raft.NewMemoryStorage(), raft.NewMemorySnapshotStore(), nil
 	}
 	dir := filepath.Join(o.dir, fmt.Sprintf("node%d", id))
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
-	w, err := wal.Open(dir, wal.Options{Logger: logger})
+	w, err := wal.Open(filepath.Join(dir, "wal"), wal.Options{Logger: logger})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	c.closers = append(c.closers, w.Close)
-	return w, nil
+	snaps, err := snapstore.Open(filepath.Join(dir, "snapshots"), snapstore.Options{Logger: logger})
+	if err != nil {
+		return nil, nil, err
+	}
+	c.closers = append(c.closers, snaps.Close)
+	return w, snaps, nil
 }
 
 // countElections counts leader changes reported by any node.
@@ -231,37 +262,18 @@ func (c *cluster) dropped() uint64 {
 	return d
 }
 
-// compactLoop does what an application that snapshots does to bound its
-// log: every interval it compacts each node's log to trailing entries
-// behind the lowest index every node has applied (the leader's view of its
-// peers' matches bounds it too, so no peer ever needs a compacted entry).
-// The state machine's state is trivially "safe elsewhere" here.
-func (c *cluster) compactLoop(trailing uint64, every time.Duration, stop <-chan struct{}) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-stop:
-			return
-		case <-t.C:
-		}
-		low := ^uint64(0)
-		for _, n := range c.nodes {
-			st := n.Status()
-			low = min(low, st.Applied)
-			for _, p := range st.Peers {
-				low = min(low, p.Match)
+// diskUse sums the sizes of the files under dir.
+func diskUse(dir string) int64 {
+	var total int64
+	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if info, err := d.Info(); err == nil {
+				total += info.Size()
 			}
 		}
-		if low <= trailing {
-			continue
-		}
-		for _, s := range c.stores {
-			if first, err := s.FirstIndex(); err == nil && low-trailing >= first {
-				s.Compact(low - trailing)
-			}
-		}
-	}
+		return nil
+	})
+	return total
 }
 
 // close stops nodes first, then transports and logs, in creation order.
