@@ -74,14 +74,19 @@ func TestReadIndexSeesEveryEarlierWrite(t *testing.T) {
 	})
 }
 
-func TestReadIndexFailsOnFollowerAndOnCutOffLeader(t *testing.T) {
+func TestReadIndexFailsWithoutALeaderAndOnCutOffLeader(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c := newCluster(t, 3, nil)
 		leader := c.checkOneLeader()
 		f := others(c.ids, leader)[0]
+		// A follower that lost its leader has no one to ask.
+		c.net.Isolate(f)
+		time.Sleep(3 * electionTimeout)
 		if _, err := c.nodes[f].ReadIndex(context.Background()); !errors.Is(err, ErrNotLeader) {
-			t.Fatalf("ReadIndex on follower: %v, want ErrNotLeader", err)
+			t.Fatalf("ReadIndex on a follower without a leader: %v, want ErrNotLeader", err)
 		}
+		c.net.Heal()
+		leader = c.checkOneLeader()
 		// A leader cut off from its quorum must not serve a read.
 		c.net.Isolate(leader)
 		ctx, cancel := context.WithTimeout(context.Background(), 5*electionTimeout)

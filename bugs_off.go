@@ -21,6 +21,10 @@ const (
 	bugConcurrentConfChanges    = false
 	bugLeaderStaysAfterRemoval  = false
 	bugVoteFromNonVoter         = false
+	bugLeaseFromAcks            = false
+	bugLeaseIgnoresDrift        = false
+	bugLeaseAcrossTransfer      = false
+	bugFollowerReadsOwnCommit   = false
 	plantedBugsAvailable        = false
 )
 

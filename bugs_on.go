@@ -25,6 +25,10 @@ var (
 	bugConcurrentConfChanges    bool
 	bugLeaderStaysAfterRemoval  bool
 	bugVoteFromNonVoter         bool
+	bugLeaseFromAcks            bool
+	bugLeaseIgnoresDrift        bool
+	bugLeaseAcrossTransfer      bool
+	bugFollowerReadsOwnCommit   bool
 )
 
 const plantedBugsAvailable = true

@@ -56,6 +56,11 @@ type coreConfig struct {
 	snapshotTrailing uint64
 	snapshotChunk    uint64
 	snapshotInflight int
+	// leaseReads turns lease reads on; electionTimeout (nanoseconds of the
+	// driver's clock) and maxClockDrift size the lease (lease.go).
+	leaseReads      bool
+	electionTimeout int64
+	maxClockDrift   float64
 }
 
 // core is Raft's state transition function. It owns term, vote, role, the
@@ -89,6 +94,23 @@ type core struct {
 	// campaignTransfer marks the vote requests of a campaign the leader
 	// asked for (MsgTimeoutNow).
 	campaignTransfer bool
+	// transfer is the leadership transfer in progress (leader only).
+	transfer *leaderTransfer
+	// now is the driver's monotonic clock reading (SetClock), which lease
+	// reads measure with; timeoutNowAt is when this node last sent
+	// MsgTimeoutNow (timeoutNowSent: ever).
+	now            int64
+	timeoutNowAt   int64
+	timeoutNowSent bool
+	// rounds remember when recent heartbeat rounds left; leaseSeq is the
+	// newest round a quorum answered and leaseFrom when it left; a lease
+	// needs leaseSeq ≥ leaseMinSeq (a round of this term and configuration).
+	rounds                [roundsKept]sentRound
+	leaseSeq, leaseMinSeq uint64
+	leaseFrom             int64
+	leaseReads            uint64 // served on the lease, for Status
+	// ticksSinceStart counts election ticks since the core was built.
+	ticksSinceStart int
 	voter            bool // whether this node votes in config
 	peers            []*progress
 	self             progress // the leader's own match (its durable log)
@@ -155,13 +177,15 @@ type ready struct {
 	// configChanged: the configuration in force changed; the owner
 	// updates its senders and the transport's addresses.
 	configChanged bool
+	// transferAborted: a leadership transfer ended without a new leader.
+	transferAborted bool
 }
 
 func (rd *ready) empty() bool {
 	return !rd.syncHS && len(rd.entries) == 0 && len(rd.messages) == 0 &&
 		len(rd.afterPersist) == 0 && len(rd.committed) == 0 && len(rd.reads) == 0 &&
 		!rd.roleChanged && !rd.leaderChange && len(rd.peerEvents) == 0 && !rd.proposalsLost &&
-		rd.snapshot == nil && rd.compact == 0 && len(rd.snapWrites) == 0 && !rd.configChanged
+		rd.snapshot == nil && rd.compact == 0 && len(rd.snapWrites) == 0 && !rd.configChanged && !rd.transferAborted
 }
 
 func newCore(cfg coreConfig, storage Storage) (*core, error) {
@@ -266,12 +290,14 @@ func (c *core) resetTerm(term uint64) {
 	c.electionElapsed = 0
 	c.randomizedTimeout = c.cfg.electionTicks + c.cfg.rand.IntN(c.cfg.electionTicks)
 	c.votes = nil
-	c.reads.failAll(&c.out)
+	c.reads.failAll(c)
+	c.resetLease()
 }
 
 func (c *core) setRole(r Role) {
 	if c.role == Leader && r != Leader {
 		c.out.proposalsLost = true
+		c.transfer = nil // it ends with this leader's term
 	}
 	if c.role != r {
 		c.out.roleChanged = true
@@ -333,7 +359,7 @@ func (c *core) step(m Message) {
 	switch {
 	case m.Term > c.term:
 		transfer := m.Type == MsgVote && m.Transfer
-		if (m.Type == MsgVote || m.Type == MsgPreVote) && c.inLease() && !transfer {
+		if (m.Type == MsgVote || m.Type == MsgPreVote) && (c.inLease() || c.restartVoteHold()) && !transfer {
 			// Leader stickiness: we heard from a live leader within the
 			// election timeout, so this candidate cannot win and must not
 			// bump our term (a rejoining partitioned node stays harmless).
@@ -414,6 +440,7 @@ func (c *core) stepFollower(m Message) {
 		c.electionElapsed = 0
 		c.setLeader(m.From)
 		c.handleHeartbeat(m)
+		c.resendForwardedRead()
 	case MsgSnap:
 		// Each chunk is a sign of the leader's life, like an append.
 		c.electionElapsed = 0
@@ -421,6 +448,8 @@ func (c *core) stepFollower(m Message) {
 		c.handleSnapshot(m)
 	case MsgTimeoutNow:
 		c.handleTimeoutNow(m)
+	case MsgReadIndexResp:
+		c.handleReadIndexResp(m)
 	}
 }
 

@@ -19,7 +19,9 @@ func (c *core) tickElection() {
 		return
 	}
 	c.electionElapsed++
+	c.ticksSinceStart = min(c.ticksSinceStart+1, c.cfg.electionTicks)
 	if c.role == Leader {
+		c.transferTick()
 		if c.electionElapsed >= c.cfg.electionTicks {
 			c.electionElapsed = 0
 			c.checkQuorumRound()
@@ -170,6 +172,7 @@ func (c *core) becomeLeader() {
 		p.unreachable = false
 	}
 	c.self = progress{id: c.id, match: c.log.stableIndex()}
+	c.resetLease()
 	c.cfg.logger.Info("raft: became leader", "id", c.id, "term", c.term)
 	c.appendEntries([]Entry{{Type: EntryNoop}})
 }

@@ -11,7 +11,15 @@ func (c *core) tickHeartbeat() {
 	if c.failed != nil || c.role != Leader {
 		return
 	}
+	if c.cfg.leaseReads {
+		c.newRound() // every round renews the lease
+	}
 	c.broadcastHeartbeat()
+	if c.transfer != nil {
+		if p := c.peer(c.transfer.target); p != nil {
+			c.advanceTransfer(p) // resends MsgTimeoutNow in case it was lost
+		}
+	}
 }
 
 // broadcastHeartbeat sends every peer a heartbeat carrying the commit index

@@ -22,6 +22,9 @@ func (c *core) proposeConfChange(cc ConfChange) (uint64, error) {
 	if c.role != Leader || c.failed != nil {
 		return 0, ErrCoreNotLeader
 	}
+	if c.transfer != nil {
+		return 0, ErrTransferInProgress
+	}
 	if cc.PrevIndex != 0 && cc.PrevIndex != c.configAt {
 		return 0, fmt.Errorf("%w: %d given, the configuration in force is at %d", ErrStaleConfiguration, cc.PrevIndex, c.configAt)
 	}
@@ -64,6 +67,7 @@ func (c *core) adoptConfig(conf Configuration, index uint64) {
 func (c *core) setConfig(conf Configuration, index uint64) {
 	c.applyConfig(conf, index)
 	c.out.configChanged = true
+	c.resetLease() // the quorum that granted it may be gone
 	if c.role == Leader {
 		c.maybeCommit() // the quorum may have changed
 	}
@@ -141,7 +145,7 @@ func (c *core) handOver() {
 	c.cfg.logger.Info("raft: leader left the configuration; stepping down", "id", c.id, "term", c.term)
 	c.becomeFollower(c.term, None)
 	if target != nil {
-		c.send(Message{Type: MsgTimeoutNow, To: target.id})
+		c.sendTimeoutNow(target.id)
 	}
 }
 

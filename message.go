@@ -98,6 +98,12 @@ const (
 	// MsgSnapResp answers MsgSnap with how many bytes of the snapshot the
 	// follower holds; once installed, the follower answers MsgAppResp.
 	MsgSnapResp
+	// MsgReadIndex is a follower asking the leader for a read index for
+	// its linearizable reads (ReadSeq numbers the request).
+	MsgReadIndex
+	// MsgReadIndexResp answers MsgReadIndex with the index (Index), or
+	// Reject when the leader lost leadership before confirming it.
+	MsgReadIndexResp
 
 	msgTypeCount // keep last: bounds checks when decoding
 )
@@ -107,6 +113,7 @@ var msgTypeNames = [...]string{
 	MsgPreVoteResp: "PreVoteResp", MsgApp: "App", MsgAppResp: "AppResp",
 	MsgHeartbeat: "Heartbeat", MsgHeartbeatResp: "HeartbeatResp",
 	MsgTimeoutNow: "TimeoutNow", MsgSnap: "Snap", MsgSnapResp: "SnapResp",
+	MsgReadIndex: "ReadIndex", MsgReadIndexResp: "ReadIndexResp",
 }
 
 // String returns the message type's name.
@@ -209,7 +216,7 @@ func (m Message) String() string {
 // isResponse reports whether the message answers another one.
 func (t MessageType) isResponse() bool {
 	switch t {
-	case MsgVoteResp, MsgPreVoteResp, MsgAppResp, MsgHeartbeatResp, MsgSnapResp:
+	case MsgVoteResp, MsgPreVoteResp, MsgAppResp, MsgHeartbeatResp, MsgSnapResp, MsgReadIndexResp:
 		return true
 	}
 	return false

@@ -180,6 +180,9 @@ func (c *Core) Propose(cmds ...[]byte) (first, term uint64, err error) {
 	if c.c.role != Leader || c.c.failed != nil {
 		return 0, 0, ErrCoreNotLeader
 	}
+	if c.c.transfer != nil {
+		return 0, 0, ErrTransferInProgress
+	}
 	ents := make([]Entry, len(cmds))
 	for i, cmd := range cmds {
 		ents[i] = Entry{Type: EntryNormal, Data: cmd}

@@ -134,6 +134,8 @@ func (c *core) stepLeader(m Message) {
 		c.handleHeartbeatResp(p, m)
 	case MsgSnapResp:
 		c.handleSnapshotResp(p, m)
+	case MsgReadIndex:
+		c.handleReadIndex(p, m)
 	}
 }
 
@@ -174,6 +176,7 @@ func (c *core) handleAppendResp(p *progress, m Message) {
 		c.maybeCommit()
 	}
 	c.sendAppends(p)
+	c.advanceTransfer(p)
 }
 
 // nextAfterReject picks where to probe next from the follower's hint: past
