@@ -42,8 +42,10 @@ type change struct {
 
 // history is a ring of the latest changes, in log order.
 type history struct {
+	// ring grows by doubling up to maxEvents slots, so that a state
+	// machine that sees few changes (a test's, a benchmark's) stays small.
 	ring            []change
-	maxEvents       int // len(ring)
+	maxEvents       int
 	head, n         int // the oldest change is ring[head]; n are kept
 	bytes, maxBytes int
 	recorded        uint64 // changes ever recorded: positions for since
@@ -51,15 +53,21 @@ type history struct {
 }
 
 func (h *history) init(events, bytes int) {
-	h.ring, h.maxEvents, h.maxBytes = make([]change, events), events, bytes
+	h.maxEvents, h.maxBytes = events, bytes
 }
 
 // record appends a change made by entry index.
 func (h *history) record(index uint64, key string, value []byte, deleted bool) {
+	if h.maxEvents == 0 {
+		return // never initialized: keeps nothing
+	}
 	for h.n > 0 && (h.n == h.maxEvents || h.bytes+len(value) > h.maxBytes) {
 		h.evict()
 	}
-	h.ring[(h.head+h.n)%h.maxEvents] = change{Index: index, Key: key, Value: value, Deleted: deleted}
+	if h.n == len(h.ring) {
+		h.grow()
+	}
+	h.ring[(h.head+h.n)%len(h.ring)] = change{Index: index, Key: key, Value: value, Deleted: deleted}
 	h.n++
 	h.bytes += len(value)
 	h.recorded++
@@ -70,8 +78,17 @@ func (h *history) evict() {
 	h.gone = max(h.gone, old.Index)
 	h.bytes -= len(old.Value)
 	*old = change{} // let the value be collected
-	h.head = (h.head + 1) % h.maxEvents
+	h.head = (h.head + 1) % len(h.ring)
 	h.n--
+}
+
+// grow doubles the ring, oldest change first.
+func (h *history) grow() {
+	next := make([]change, min(max(16, 2*len(h.ring)), h.maxEvents))
+	for i := range h.n {
+		next[i] = *h.at(i)
+	}
+	h.ring, h.head = next, 0
 }
 
 // reset forgets every change: the state jumped to index (a restore).
@@ -83,7 +100,7 @@ func (h *history) reset(index uint64) {
 }
 
 // at returns the i-th kept change, oldest first.
-func (h *history) at(i int) *change { return &h.ring[(h.head+i)%h.maxEvents] }
+func (h *history) at(i int) *change { return &h.ring[(h.head+i)%len(h.ring)] }
 
 // end returns a position that since turns into the changes recorded after
 // it.
