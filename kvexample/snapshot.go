@@ -74,67 +74,85 @@ func (k *kvSnapshot) Release() { *k = kvSnapshot{} }
 // WriteTo implements raft.StateSnapshot. It may run concurrently with
 // Apply: it reads only frozen trees.
 func (k *kvSnapshot) WriteTo(w io.Writer) (int64, error) {
-	sw := &snapWriter{w: bufio.NewWriterSize(w, 64<<10)}
+	sum := &summingWriter{w: w}
+	sw := &snapWriter{w: bufio.NewWriterSize(sum, 64<<10)}
 	sw.byte(snapshotVersion)
 	sw.uvarint(k.applied)
 	sw.uvarint(k.now)
 	sw.uvarint(uint64(k.data.Len()))
 	for key, it := range k.data.Ascend("") {
-		sw.bytes([]byte(key))
+		sw.str(key)
 		sw.bytes(it.value)
 		sw.uvarint(it.expires)
 	}
 	sw.uvarint(uint64(k.locks.Len()))
 	for name, l := range k.locks.Ascend("") {
-		sw.bytes([]byte(name))
+		sw.str(name)
 		sw.lease(l)
 	}
 	sw.uvarint(uint64(k.addrs.Len()))
 	for id, addr := range k.addrs.Ascend("") {
 		sw.uvarint(binary.BigEndian.Uint64([]byte(id)))
-		sw.bytes([]byte(addr))
+		sw.str(addr)
 	}
 	sw.uvarint(uint64(k.sessions.Len()))
 	for client, ss := range k.sessions.Ascend("") {
-		sw.bytes([]byte(client))
+		sw.str(client)
 		sw.uvarint(ss.seq)
 		sw.uvarint(ss.lastIndex)
-		sw.raw(ss.fp[:])
+		_, _ = sw.w.Write(ss.fp[:])
 		sw.result(ss.res)
 	}
-	return sw.finish()
-}
-
-// snapWriter writes a snapshot's fields, counting and checksumming them;
-// its first error sticks.
-type snapWriter struct {
-	w       *bufio.Writer
-	n       int64
-	crc     uint32
-	err     error
-	scratch [binary.MaxVarintLen64]byte
-}
-
-func (sw *snapWriter) raw(b []byte) {
-	if sw.err != nil {
-		return
+	// The checksum covers what reached w, so the buffer goes first.
+	if err := sw.w.Flush(); err != nil {
+		return sum.n, err
 	}
-	sw.crc = crc32.Update(sw.crc, castagnoli, b)
-	n, err := sw.w.Write(b)
-	sw.n += int64(n)
-	sw.err = err
+	_, err := sum.w.Write(binary.BigEndian.AppendUint32(nil, sum.crc))
+	if err == nil {
+		sum.n += 4
+	}
+	return sum.n, err
 }
 
-func (sw *snapWriter) byte(b byte)      { sw.raw([]byte{b}) }
-func (sw *snapWriter) uvarint(v uint64) { sw.raw(binary.AppendUvarint(sw.scratch[:0], v)) }
+// summingWriter counts and checksums the bytes that reach w.
+type summingWriter struct {
+	w   io.Writer
+	n   int64
+	crc uint32
+}
+
+func (s *summingWriter) Write(p []byte) (int, error) {
+	n, err := s.w.Write(p)
+	s.crc = crc32.Update(s.crc, castagnoli, p[:n])
+	s.n += int64(n)
+	return n, err
+}
+
+// snapWriter writes a snapshot's fields into a bufio.Writer, whose first
+// error sticks (and is returned by its Flush). Fields are appended to the
+// buffer in place, so writing a key allocates nothing.
+type snapWriter struct {
+	w *bufio.Writer
+}
+
+func (sw *snapWriter) byte(b byte) { _ = sw.w.WriteByte(b) }
+
+func (sw *snapWriter) uvarint(v uint64) {
+	_, _ = sw.w.Write(binary.AppendUvarint(sw.w.AvailableBuffer(), v))
+}
 
 func (sw *snapWriter) bytes(b []byte) {
 	sw.uvarint(uint64(len(b)))
-	sw.raw(b)
+	_, _ = sw.w.Write(b)
+}
+
+func (sw *snapWriter) str(s string) {
+	sw.uvarint(uint64(len(s)))
+	_, _ = sw.w.WriteString(s)
 }
 
 func (sw *snapWriter) lease(l lockState) {
-	sw.bytes([]byte(l.Holder))
+	sw.str(l.Holder)
 	for _, v := range [...]uint64{l.Token, l.TTL, l.Expires, l.SetIndex} {
 		sw.uvarint(v)
 	}
@@ -146,16 +164,6 @@ func (sw *snapWriter) result(r result) {
 	sw.bytes(r.Value)
 	sw.uvarint(r.Now)
 	sw.lease(r.Lock)
-}
-
-// finish writes the checksum (itself not checksummed) and flushes.
-func (sw *snapWriter) finish() (int64, error) {
-	sum := binary.BigEndian.AppendUint32(nil, sw.crc)
-	sw.raw(sum)
-	if sw.err == nil {
-		sw.err = sw.w.Flush()
-	}
-	return sw.n, sw.err
 }
 
 func boolByte(v bool) byte {
