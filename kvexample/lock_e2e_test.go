@@ -51,37 +51,13 @@ func TestPausedLockHolderCannotWriteWithItsExpiredToken(t *testing.T) {
 		urls = append(urls, c.url(id))
 	}
 
-	var out testutil.SyncBuffer
-	holder := exec.Command(os.Args[0], "-test.run=^TestLockHolderProcess$", "-test.v")
-	holder.Env = append(os.Environ(), holderEnv+"="+strings.Join(urls, ","))
-	holder.Stdout, holder.Stderr = &out, &out
-	if err := holder.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{}) // closed once Wait returned, with waitErr set
-	var waitErr error
-	go func() { waitErr = holder.Wait(); close(exited) }()
-	stopped := false
-	t.Cleanup(func() {
-		if stopped {
-			holder.Process.Signal(syscall.SIGCONT)
-		}
-		holder.Process.Kill()
-		<-exited
-		if t.Failed() {
-			t.Logf("holder output:\n%s", out.String())
-		}
-	})
-
+	holder := startHolder(t, urls)
 	// The holder takes the lock and writes under its token.
 	eventually(t, 20*time.Second, "the holder's first fenced write", func() bool {
-		return strings.Contains(out.String(), "holder: write 200")
+		return strings.Contains(holder.out.String(), "holder: write 200")
 	})
-	oldToken := holderToken(t, out.String())
-	if err := holder.Process.Signal(syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	stopped = true
+	oldToken := holderToken(t, holder.out.String())
+	holder.signal(t, syscall.SIGSTOP)
 	t.Logf("holder has token %d; SIGSTOP", oldToken)
 
 	// Another client waits for the lock: it is granted once the stopped
@@ -102,25 +78,60 @@ func TestPausedLockHolderCannotWriteWithItsExpiredToken(t *testing.T) {
 	t.Logf("lease ended; the second client holds token %d and wrote the resource", granted.Token)
 
 	// The holder wakes up and carries on as if it still held the lock.
-	if err := holder.Process.Signal(syscall.SIGCONT); err != nil {
-		t.Fatal(err)
-	}
-	stopped = false
+	holder.signal(t, syscall.SIGCONT)
 	select {
-	case <-exited:
-		if waitErr != nil {
-			t.Fatalf("holder exited with %v", waitErr)
+	case <-holder.exited:
+		if holder.err != nil {
+			t.Fatalf("holder exited with %v", holder.err)
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("the woken holder never noticed it lost the lock")
 	}
-	refusal := lineWith(out.String(), "holder: write 409")
+	refusal := lineWith(holder.out.String(), "holder: write 409")
 	if refusal == "" || !strings.Contains(refusal, "not the lock's current one") {
-		t.Fatalf("the woken holder's write was not refused by the fence; its output:\n%s", out.String())
+		t.Fatalf("the woken holder's write was not refused by the fence; its output:\n%s", holder.out.String())
 	}
 	t.Logf("woken holder: %s", strings.TrimSpace(refusal))
 	if code, value := e2eRequest(t, c, "GET", "/kv/"+e2eResource, ""); code != http.StatusOK || value != "job from rescuer" {
 		t.Fatalf("the resource holds %d %q, want the new holder's write", code, value)
+	}
+}
+
+// holderProc is the lock holder's process.
+type holderProc struct {
+	cmd    *exec.Cmd
+	out    testutil.SyncBuffer
+	exited chan struct{} // closed once Wait returned, with err set
+	err    error
+}
+
+// startHolder starts TestLockHolderProcess in a child process, talking to
+// the nodes at urls. It is killed (stopped or not) when the test ends.
+func startHolder(t *testing.T, urls []string) *holderProc {
+	t.Helper()
+	h := &holderProc{exited: make(chan struct{})}
+	h.cmd = exec.Command(os.Args[0], "-test.run=^TestLockHolderProcess$", "-test.v")
+	h.cmd.Env = append(os.Environ(), holderEnv+"="+strings.Join(urls, ","))
+	h.cmd.Stdout, h.cmd.Stderr = &h.out, &h.out
+	if err := h.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { h.err = h.cmd.Wait(); close(h.exited) }()
+	t.Cleanup(func() {
+		h.cmd.Process.Kill() // a stopped process dies of SIGKILL too
+		<-h.exited
+		if t.Failed() {
+			t.Logf("holder output:\n%s", h.out.String())
+		}
+	})
+	return h
+}
+
+// signal sends sig to the holder.
+func (h *holderProc) signal(t *testing.T, sig syscall.Signal) {
+	t.Helper()
+	if err := h.cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("signalling the holder: %v", err)
 	}
 }
 

@@ -121,6 +121,7 @@ type summingWriter struct {
 	crc uint32
 }
 
+// Write passes p on to w, counting and checksumming what w took.
 func (s *summingWriter) Write(p []byte) (int, error) {
 	n, err := s.w.Write(p)
 	s.crc = crc32.Update(s.crc, castagnoli, p[:n])

@@ -213,6 +213,7 @@ type countingReader struct {
 	n int
 }
 
+// Read reads from r, counting what it returns.
 func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += n
