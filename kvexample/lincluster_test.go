@@ -60,6 +60,10 @@ func newSimCluster(seed uint64, size int, rng *rand.Rand) (*simCluster, error) {
 			ID: id, Storage: store, StateMachine: n.sm, Transport: c.net.Join(id),
 			ElectionTimeout: 200 * time.Millisecond, Logger: slog.New(slog.DiscardHandler),
 			Rand: rand.NewPCG(seed, uint64(i)),
+			// Snapshots often, and little log kept behind them: a node cut
+			// off for a while catches up by InstallSnapshot, so the run
+			// restores this state machine from its own snapshots.
+			SnapshotEntries: 32, SnapshotTrailing: 2,
 		})
 		if err != nil {
 			c.Close()
@@ -80,14 +84,35 @@ func (c *simCluster) Close() {
 	}
 }
 
-// term returns the highest term any node reached: how many elections the
-// faults caused.
-func (c *simCluster) term() uint64 {
-	var term uint64
+// stats returns the highest term any node reached (how many elections the
+// faults caused), and how many snapshots the nodes took and received.
+func (c *simCluster) stats() (term, taken, received uint64) {
 	for _, n := range c.nodes {
-		term = max(term, n.rn.Status().Term)
+		st := n.rn.Status()
+		term = max(term, st.Term)
+		taken += st.Metrics.SnapshotsTaken
+		received += st.Metrics.SnapshotsReceived
 	}
-	return term
+	return term, taken, received
+}
+
+// converged waits until every node has applied the same index and nothing
+// is left to expire (so no tick is coming), and reports whether that
+// happened before deadline.
+func (c *simCluster) converged(deadline time.Time) bool {
+	for time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+		first := c.nodes[0].sm.Applied()
+		same := true
+		for _, n := range c.nodes {
+			_, timers := n.sm.LogTime()
+			same = same && !timers && n.sm.Applied() == first
+		}
+		if same {
+			return true
+		}
+	}
+	return false
 }
 
 // node returns the member with id, or a random one when id is unknown.
