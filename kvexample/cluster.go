@@ -182,12 +182,14 @@ func startNode(cfg nodeConfig) (_ *kvNode, err error) {
 	// The clock this node stamps the commands it proposes with, as leader:
 	// the only clock the log's time ever comes from (logclock.go).
 	clock := time.Now
-	api := &server{id: cfg.ID, raft: rn, sm: sm, network: cfg.Network, timeout: cfg.RequestTimeout, clock: clock}
+	stopping, stop := context.WithCancel(context.Background())
+	api := &server{id: cfg.ID, raft: rn, sm: sm, network: cfg.Network, timeout: cfg.RequestTimeout, clock: clock, stopping: stopping}
 	n.srv = &http.Server{
 		Handler:           api.routes(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
 	}
+	n.srv.RegisterOnShutdown(stop)
 	n.stopWatch = n.watchLeadership(clock)
 	n.stopClock = goUntilStopped(func(ctx context.Context) { runLogClock(ctx, rn, sm, clock) })
 	go func() {

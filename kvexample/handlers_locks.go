@@ -83,7 +83,7 @@ func (s *server) acquireWaiting(w http.ResponseWriter, r *http.Request, cmd comm
 			return
 		}
 		if res.Code == resultLockHeld {
-			wctx, cancel := context.WithDeadline(r.Context(), deadline)
+			wctx, cancel := s.waitContext(r, deadline)
 			freed := s.sm.WaitLockFreed(wctx, cmd.Key, res.Lock.Token)
 			cancel()
 			if freed {

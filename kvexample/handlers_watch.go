@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"time"
@@ -112,7 +111,7 @@ func (s *server) handleWatch(w http.ResponseWriter, r *http.Request, name string
 	if !q.Has("after") {
 		after = s.sm.Applied()
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), wait)
+	ctx, cancel := s.waitContext(r, time.Now().Add(wait))
 	defer cancel()
 	res := s.sm.Watch(ctx, name, prefix, after)
 	switch {

@@ -42,6 +42,24 @@ type server struct {
 	// clock stamps the commands this node proposes as leader: the log's
 	// clock (logclock.go).
 	clock func() time.Time
+	// stopping ends when the HTTP server shuts down: watches and lock
+	// waits, which could otherwise hold a shutdown for their whole wait,
+	// answer at once.
+	stopping context.Context
+}
+
+// waitContext is the context a handler waits for the state machine under:
+// it ends at deadline, when the client goes, or when the server stops.
+func (s *server) waitContext(r *http.Request, deadline time.Time) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithDeadline(r.Context(), deadline)
+	if s.stopping == nil {
+		return ctx, cancel
+	}
+	stop := context.AfterFunc(s.stopping, cancel)
+	return ctx, func() {
+		stop()
+		cancel()
+	}
 }
 
 // routes returns the node's HTTP handler. /kv and /locks, whose names may

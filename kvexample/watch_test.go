@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 )
@@ -154,5 +156,28 @@ func TestALockWaiterWakesWhenTheLockIsFreed(t *testing.T) {
 				t.Fatal("the waiter was not told the lock is free")
 			}
 		})
+	}
+}
+
+func TestAWaitingWatchAnswersAtOnceWhenTheServerStops(t *testing.T) {
+	stopping, stop := context.WithCancel(context.Background())
+	s := &server{sm: newKVStateMachine(defaultSessionTTL), stopping: stopping}
+	rec := httptest.NewRecorder()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.routes().ServeHTTP(rec, httptest.NewRequest("GET", "/kv/k?watch=1&stale=1&wait=60", nil))
+	}()
+	for !s.sm.watchers.active() {
+		time.Sleep(time.Millisecond)
+	}
+	stop()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a 60 s watch still waits after the server began to stop")
+	}
+	if rec.Code != http.StatusNoContent || rec.Header().Get("X-Raft-Index") != "0" {
+		t.Fatalf("answered %d %v, want 204 with the index it checked up to", rec.Code, rec.Header())
 	}
 }
