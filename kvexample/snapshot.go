@@ -223,7 +223,7 @@ func decodeSnapshot(r io.Reader, sessionTTL uint64) (kvState, error) {
 func (sr *snapReader) readItems(st *kvState) {
 	prev := ""
 	for n := sr.uvarint(); n > 0 && sr.err == nil; n-- {
-		key := string(sr.bytes())
+		key := sr.str()
 		it := item{value: sr.bytes(), expires: sr.uvarint()}
 		sr.check(key > prev || st.data.Len() == 0, outOfOrder)
 		sr.check(it.expires == 0 || it.expires > st.now, "a key past its expiry")
@@ -240,7 +240,7 @@ func (sr *snapReader) readItems(st *kvState) {
 func (sr *snapReader) readLocks(st *kvState) {
 	prev := ""
 	for n := sr.uvarint(); n > 0 && sr.err == nil; n-- {
-		name := string(sr.bytes())
+		name := sr.str()
 		l := sr.lease()
 		sr.check(name != "" && name > prev, outOfOrder)
 		sr.check(l.Holder != "" && l.Expires > st.now && l.Token <= st.applied && l.SetIndex <= st.applied,
@@ -256,7 +256,7 @@ func (sr *snapReader) readLocks(st *kvState) {
 func (sr *snapReader) readAddrs(st *kvState) {
 	var prev uint64
 	for n := sr.uvarint(); n > 0 && sr.err == nil; n-- {
-		id, addr := sr.uvarint(), string(sr.bytes())
+		id, addr := sr.uvarint(), sr.str()
 		sr.check(st.addrs.Len() == 0 || id > prev, outOfOrder)
 		if sr.err == nil {
 			st.addrs.Set(addrKey(id), addr)
@@ -268,7 +268,7 @@ func (sr *snapReader) readAddrs(st *kvState) {
 func (sr *snapReader) readSessions(st *kvState) {
 	prev := ""
 	for n := sr.uvarint(); n > 0 && sr.err == nil; n-- {
-		client := string(sr.bytes())
+		client := sr.str()
 		var ss session
 		ss.seq, ss.lastIndex = sr.uvarint(), sr.uvarint()
 		sr.raw(ss.fp[:])
@@ -286,9 +286,10 @@ func (sr *snapReader) readSessions(st *kvState) {
 // snapReader reads a snapshot's fields, checksumming them; its first error
 // sticks.
 type snapReader struct {
-	r   *bufio.Reader
-	crc uint32
-	err error
+	r       *bufio.Reader
+	crc     uint32
+	err     error
+	scratch []byte
 }
 
 // check records a malformed-snapshot error saying what is wrong unless ok.
@@ -321,9 +322,19 @@ func (sr *snapReader) fail(err error) {
 }
 
 func (sr *snapReader) byte() byte {
-	var b [1]byte
-	sr.raw(b[:])
-	return b[0]
+	if sr.err != nil {
+		return 0
+	}
+	b, err := sr.r.ReadByte()
+	if err != nil {
+		sr.fail(err)
+		return 0
+	}
+	// crc32.Update on a one-byte slice would allocate it (the slice escapes
+	// into the table-driven update), once per byte of every integer.
+	c := ^sr.crc
+	sr.crc = ^(castagnoli[byte(c)^b] ^ c>>8)
+	return b
 }
 
 // uvarint reads a uvarint a byte at a time, refusing the encodings
@@ -355,8 +366,24 @@ func (sr *snapReader) bytes() []byte {
 	return b
 }
 
+// str reads a length-prefixed string field, through a scratch buffer so
+// that the string is the only allocation.
+func (sr *snapReader) str() string {
+	n := sr.uvarint()
+	sr.check(n <= maxSnapshotField, "a field longer than 16 MiB")
+	if sr.err != nil {
+		return ""
+	}
+	if uint64(cap(sr.scratch)) < n {
+		sr.scratch = make([]byte, n)
+	}
+	b := sr.scratch[:n]
+	sr.raw(b)
+	return string(b)
+}
+
 func (sr *snapReader) lease() lockState {
-	l := lockState{Holder: string(sr.bytes())}
+	l := lockState{Holder: sr.str()}
 	l.Token, l.TTL, l.Expires, l.SetIndex = sr.uvarint(), sr.uvarint(), sr.uvarint(), sr.uvarint()
 	return l
 }

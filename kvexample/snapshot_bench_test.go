@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"sync"
@@ -125,5 +126,17 @@ func BenchmarkRecordChange(b *testing.B) {
 	b.ResetTimer()
 	for i := range b.N {
 		h.record(uint64(i), "key", value, false)
+	}
+}
+
+// BenchmarkRestore measures restoring a snapshot of a million keys.
+func BenchmarkRestore(b *testing.B) {
+	snap := snapshotBytes(b, filledStateMachine(1_000_000))
+	b.SetBytes(int64(len(snap)))
+	b.ResetTimer()
+	for range b.N {
+		if err := newKVStateMachine(defaultSessionTTL).Restore(bytes.NewReader(snap)); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
