@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -126,25 +127,28 @@ func parseLockRequest(body []byte, opName string, cmd *command) (time.Duration, 
 	case "acquire":
 		cmd.Op = opAcquire
 		if req.TTLMs == nil || req.Token != nil {
-			return 0, fmt.Errorf(`acquire takes "holder", "ttl_ms" and optionally "wait_ms"`)
+			return 0, errors.New(`acquire takes "holder", "ttl_ms" and optionally "wait_ms"`)
 		}
 		if req.WaitMs == nil {
 			return 0, nil
 		}
-		if wait := time.Duration(*req.WaitMs) * time.Millisecond; *req.WaitMs <= uint64(maxLockWait/time.Millisecond) {
-			return wait, nil
+		if *req.WaitMs > uint64(maxLockWait.Milliseconds()) {
+			return 0, fmt.Errorf(`"wait_ms" must be at most %d`, maxLockWait.Milliseconds())
 		}
-		return 0, fmt.Errorf(`"wait_ms" must be at most %d`, maxLockWait.Milliseconds())
+		return time.Duration(*req.WaitMs) * time.Millisecond, nil
 	case "renew":
 		cmd.Op = opRenew
 	default:
 		cmd.Op = opRelease
 		if req.TTLMs != nil {
-			return 0, fmt.Errorf(`release takes "holder" and "token"`)
+			return 0, errors.New(`release takes "holder" and a positive "token"`)
 		}
 	}
 	if req.Token == nil || *req.Token == 0 || req.WaitMs != nil {
-		return 0, fmt.Errorf(`%s takes "holder", a positive "token"%s`, opName, map[bool]string{true: ` and optionally "ttl_ms"`}[opName == "renew"])
+		if cmd.Op == opRenew {
+			return 0, errors.New(`renew takes "holder", a positive "token" and optionally "ttl_ms"`)
+		}
+		return 0, errors.New(`release takes "holder" and a positive "token"`)
 	}
 	cmd.Token = *req.Token
 	return 0, nil
