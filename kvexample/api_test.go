@@ -84,41 +84,76 @@ func TestCompareAndSwapOverHTTP(t *testing.T) {
 	}
 }
 
+// A key and a value one byte over the API's limits.
+var (
+	longKey  = strings.Repeat("k", maxKeySize+1)
+	bigValue = strings.Repeat("v", maxValueSize+1)
+)
+
+// malformedRequests are requests the API must refuse with a JSON error.
+var malformedRequests = []struct {
+	name, method, path, body string
+	code                     int
+}{
+	{"empty key", "GET", "/kv/", "", 400},
+	{"empty key on write", "PUT", "/kv/", "v", 400},
+	{"oversized key", "PUT", "/kv/" + longKey, "v", 413},
+	{"oversized key on read", "GET", "/kv/" + longKey, "", 413},
+	{"oversized value", "PUT", "/kv/k", bigValue, 413},
+	{"oversized append", "POST", "/kv/k/append", bigValue, 413},
+	{"absent key with a raw slash", "GET", "/kv/a/b", "", 404},
+	{"unknown path", "GET", "/nope", "", 404},
+	{"method not allowed on key", "PATCH", "/kv/k", "", 405},
+	{"method not allowed on cas", "PATCH", "/kv/k/cas", "", 405},
+	{"post without an operation", "POST", "/kv/k", "", 405},
+	{"method not allowed on a lock", "PUT", "/locks/L", "", 405},
+	{"empty lock name", "GET", "/locks/", "", 400},
+	{"lock: not JSON", "POST", "/locks/L/acquire", "holder=a", 400},
+	{"lock: unknown field", "POST", "/locks/L/acquire", `{"holder":"a","ttl_ms":5,"x":1}`, 400},
+	{"lock: no holder", "POST", "/locks/L/acquire", `{"ttl_ms":5}`, 400},
+	{"lock: no ttl", "POST", "/locks/L/acquire", `{"holder":"a"}`, 400},
+	{"lock: zero ttl", "POST", "/locks/L/acquire", `{"holder":"a","ttl_ms":0}`, 400},
+	{"lock: negative ttl", "POST", "/locks/L/acquire", `{"holder":"a","ttl_ms":-1}`, 400},
+	{"lock: wait too long", "POST", "/locks/L/acquire", `{"holder":"a","ttl_ms":5,"wait_ms":3600000}`, 400},
+	{"lock: token on acquire", "POST", "/locks/L/acquire", `{"holder":"a","ttl_ms":5,"token":1}`, 400},
+	{"lock: renew without token", "POST", "/locks/L/renew", `{"holder":"a"}`, 400},
+	{"lock: release with ttl", "POST", "/locks/L/release", `{"holder":"a","token":1,"ttl_ms":5}`, 400},
+	{"lock: trailing data", "POST", "/locks/L/release", `{"holder":"a","token":1} {}`, 400},
+	{"incr: not a number", "POST", "/kv/n/incr", "one", 400},
+	{"incr: a fraction", "POST", "/kv/n/incr", "1.5", 400},
+	{"incr: too large", "POST", "/kv/n/incr", "99999999999999999999", 400},
+	{"ttl: not a number", "PUT", "/kv/k?ttl=soon", "v", 400},
+	{"ttl: zero", "PUT", "/kv/k?ttl=0", "v", 400},
+	{"ttl: negative", "PUT", "/kv/k?ttl=-1", "v", 400},
+	{"ttl: NaN", "PUT", "/kv/k?ttl=NaN", "v", 400},
+	{"ttl: over a year", "PUT", "/kv/k?ttl=99999999", "v", 400},
+	{"list: zero limit", "GET", "/kv?prefix=a&limit=0", "", 400},
+	{"list: limit too large", "GET", "/kv?limit=1001", "", 400},
+	{"list: post", "POST", "/kv", "", 405},
+	{"watch: bad after", "GET", "/kv/k?watch=1&after=-1", "", 400},
+	{"watch: bad wait", "GET", "/kv/k?watch=1&wait=forever", "", 400},
+	{"watch: bad flag", "GET", "/kv/k?watch=yes", "", 400},
+	{"method not allowed on status", "POST", "/status", "", 405},
+	{"cas: not JSON", "POST", "/kv/k/cas", "old=a&new=b", 400},
+	{"cas: array", "POST", "/kv/k/cas", `["a","b"]`, 400},
+	{"cas: JSON null", "POST", "/kv/k/cas", `null`, 400},
+	{"cas: missing old", "POST", "/kv/k/cas", `{"new": "b"}`, 400},
+	{"cas: missing new", "POST", "/kv/k/cas", `{"old": "a"}`, 400},
+	{"cas: null new", "POST", "/kv/k/cas", `{"old": "a", "new": null}`, 400},
+	{"cas: number", "POST", "/kv/k/cas", `{"old": 1, "new": "b"}`, 400},
+	{"cas: unknown field", "POST", "/kv/k/cas", `{"old": "a", "new": "b", "x": 1}`, 400},
+	{"cas: trailing data", "POST", "/kv/k/cas", `{"old": "a", "new": "b"} {}`, 400},
+	{"cas: truncated", "POST", "/kv/k/cas", `{"old": "a", "new": `, 400},
+	{"cas: oversized new", "POST", "/kv/k/cas", `{"old": null, "new": "` + bigValue + `"}`, 413},
+	{"membership add", "POST", "/cluster/add", `{"id":4,"raft_addr":"x:1","http_addr":"x:2"}`, 501},
+	{"membership remove", "POST", "/cluster/remove", `{"id":4}`, 501},
+}
+
 func TestMalformedRequestsGetJSONErrors(t *testing.T) {
 	c, leader := startTestCluster(t)
 	base := leader.URL()
-	long := strings.Repeat("k", maxKeySize+1)
-	bigValue := strings.Repeat("v", maxValueSize+1)
-	cases := []struct {
-		name, method, path, body string
-		code                     int
-	}{
-		{"empty key", "GET", "/kv/", "", 400},
-		{"empty key on write", "PUT", "/kv/", "v", 400},
-		{"oversized key", "PUT", "/kv/" + long, "v", 413},
-		{"oversized key on read", "GET", "/kv/" + long, "", 413},
-		{"oversized value", "PUT", "/kv/k", bigValue, 413},
-		{"oversized append", "POST", "/kv/k/append", bigValue, 413},
-		{"key with a raw slash", "GET", "/kv/a/b", "", 404},
-		{"unknown path", "GET", "/nope", "", 404},
-		{"method not allowed on key", "PATCH", "/kv/k", "", 405},
-		{"method not allowed on cas", "GET", "/kv/k/cas", "", 405},
-		{"method not allowed on status", "POST", "/status", "", 405},
-		{"cas: not JSON", "POST", "/kv/k/cas", "old=a&new=b", 400},
-		{"cas: array", "POST", "/kv/k/cas", `["a","b"]`, 400},
-		{"cas: JSON null", "POST", "/kv/k/cas", `null`, 400},
-		{"cas: missing old", "POST", "/kv/k/cas", `{"new": "b"}`, 400},
-		{"cas: missing new", "POST", "/kv/k/cas", `{"old": "a"}`, 400},
-		{"cas: null new", "POST", "/kv/k/cas", `{"old": "a", "new": null}`, 400},
-		{"cas: number", "POST", "/kv/k/cas", `{"old": 1, "new": "b"}`, 400},
-		{"cas: unknown field", "POST", "/kv/k/cas", `{"old": "a", "new": "b", "x": 1}`, 400},
-		{"cas: trailing data", "POST", "/kv/k/cas", `{"old": "a", "new": "b"} {}`, 400},
-		{"cas: truncated", "POST", "/kv/k/cas", `{"old": "a", "new": `, 400},
-		{"cas: oversized new", "POST", "/kv/k/cas", `{"old": null, "new": "` + bigValue + `"}`, 413},
-		{"membership add", "POST", "/cluster/add", `{"id":4,"raft_addr":"x:1","http_addr":"x:2"}`, 501},
-		{"membership remove", "POST", "/cluster/remove", `{"id":4}`, 501},
-	}
-	for _, tc := range cases {
+	long := longKey
+	for _, tc := range malformedRequests {
 		t.Run(tc.name, func(t *testing.T) {
 			r := do(t, noRedirects, tc.method, base+tc.path, tc.body)
 			wantJSONError(t, r, tc.code)
@@ -142,7 +177,7 @@ func TestMalformedRequestsGetJSONErrors(t *testing.T) {
 	// A key of exactly 1024 bytes is fine, and none of the above reached
 	// the store.
 	wantStatus(t, do(t, noRedirects, "PUT", base+"/kv/"+long[1:], "v"), http.StatusOK)
-	if _, found := c.nodes[0].sm.Get("k"); found {
+	if _, found, _ := c.nodes[0].sm.Get("k"); found {
 		t.Error("a rejected request changed the store")
 	}
 }

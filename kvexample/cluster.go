@@ -118,6 +118,7 @@ type kvNode struct {
 	closeTransport func() error
 	closeStorage   func() error
 	stopWatch      func()
+	stopClock      func()
 	served         chan struct{} // closed when srv.Serve returned
 }
 
@@ -178,13 +179,19 @@ func startNode(cfg nodeConfig) (_ *kvNode, err error) {
 	if t, ok := transport.(*raft.TCPTransport); ok {
 		syncPeers(t, cfg, rn.Status().Config)
 	}
-	api := &server{id: cfg.ID, raft: rn, sm: sm, network: cfg.Network, timeout: cfg.RequestTimeout}
+	// The clock this node stamps the commands it proposes with, as leader:
+	// the only clock the log's time ever comes from (logclock.go).
+	clock := time.Now
+	stopping, stop := context.WithCancel(context.Background())
+	api := &server{id: cfg.ID, raft: rn, sm: sm, network: cfg.Network, timeout: cfg.RequestTimeout, clock: clock, stopping: stopping}
 	n.srv = &http.Server{
 		Handler:           api.routes(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
 	}
-	n.stopWatch = n.watchLeadership()
+	n.srv.RegisterOnShutdown(stop)
+	n.stopWatch = n.watchLeadership(clock)
+	n.stopClock = goUntilStopped(func(ctx context.Context) { runLogClock(ctx, rn, sm, clock) })
 	go func() {
 		defer close(n.served)
 		if err := n.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
@@ -229,7 +236,7 @@ func (n *kvNode) URL() string { return "http://" + n.httpAddr }
 // watchLeadership records this node's HTTP address in the replicated state
 // each time it becomes leader, so that followers know where to redirect
 // clients. It returns a function that stops the watcher.
-func (n *kvNode) watchLeadership() (stop func()) {
+func (n *kvNode) watchLeadership(clock func() time.Time) (stop func()) {
 	events := make(chan raft.Event, 64)
 	unsubscribe := n.raft.Subscribe(events)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -238,7 +245,7 @@ func (n *kvNode) watchLeadership() (stop func()) {
 		defer close(done)
 		// The node may have won an election before Subscribe: look once.
 		if st := n.raft.Status(); st.Role == raft.Leader {
-			n.registerHTTPAddr(ctx)
+			n.registerHTTPAddr(ctx, clock)
 		}
 		for {
 			select {
@@ -246,7 +253,7 @@ func (n *kvNode) watchLeadership() (stop func()) {
 				return
 			case ev := <-events:
 				if ev.Type == raft.EventRoleChanged && ev.Role == raft.Leader {
-					n.registerHTTPAddr(ctx)
+					n.registerHTTPAddr(ctx, clock)
 				}
 			}
 		}
@@ -260,7 +267,7 @@ func (n *kvNode) watchLeadership() (stop func()) {
 
 // registerHTTPAddr proposes an opRegister command naming this node's HTTP
 // address, retrying briefly while this node still leads.
-func (n *kvNode) registerHTTPAddr(ctx context.Context) {
+func (n *kvNode) registerHTTPAddr(ctx context.Context, clock func() time.Time) {
 	// An address in our applied state is committed, so every node has it
 	// or will: no need to log it again.
 	if addr, ok := n.sm.HTTPAddr(n.id); ok && addr == n.httpAddr {
@@ -268,6 +275,8 @@ func (n *kvNode) registerHTTPAddr(ctx context.Context) {
 	}
 	cmd := command{Op: opRegister, NodeID: uint64(n.id), HTTPAddr: n.httpAddr}
 	for attempt := 0; attempt < 5; attempt++ {
+		// A new leader's first entry moves the log's clock to its own.
+		cmd.Time = stamp(clock)
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		_, err := n.raft.Propose(pctx, cmd.encode())
 		cancel()
@@ -283,6 +292,21 @@ func (n *kvNode) registerHTTPAddr(ctx context.Context) {
 	}
 }
 
+// goUntilStopped runs f on its own goroutine and returns a function that
+// cancels f's context and waits for f to return.
+func goUntilStopped(f func(ctx context.Context)) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f(ctx)
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
+}
+
 // Close stops the node: first the HTTP API (waiting briefly for requests in
 // flight), then raft, then the transport and storage raft was using.
 func (n *kvNode) Close() error {
@@ -293,6 +317,7 @@ func (n *kvNode) Close() error {
 	}
 	<-n.served
 	n.stopWatch()
+	n.stopClock()
 	err := n.raft.Close()
 	return errors.Join(err, n.closeTransport(), n.closeStorage())
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
+	"strings"
 
 	"github.com/raftline/raft"
 )
@@ -16,20 +18,20 @@ import (
 // machine (reads), then answer.
 
 // handleGet serves GET /kv/{key}: a linearizable read, or with ?stale=1 a
-// read of whatever this node has applied so far.
-func (s *server) handleGet(w http.ResponseWriter, r *http.Request) {
-	key, ok := pathKey(w, r)
-	if !ok {
+// read of whatever this node has applied so far; with ?watch=1, a watch
+// (handlers_watch.go).
+func (s *server) handleGet(w http.ResponseWriter, r *http.Request, key string) {
+	if r.URL.Query().Has("watch") {
+		s.handleWatch(w, r, key, false)
 		return
 	}
-	if stale := r.URL.Query().Get("stale"); stale != "1" && stale != "true" {
-		// ReadIndex confirms this node still leads and waits until its
-		// state machine has applied every write acknowledged before now.
-		if !s.readBarrier(w, r) {
-			return
-		}
+	if !s.readBarrierUnlessStale(w, r) {
+		return
 	}
-	value, found := s.sm.Get(key)
+	value, found, index := s.sm.Get(key)
+	// An absent key is an answer too: a client can watch for its creation
+	// from this index.
+	setIndex(w, index)
 	if !found {
 		writeError(w, http.StatusNotFound, "key not found")
 		return
@@ -38,14 +40,15 @@ func (s *server) handleGet(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(value)
 }
 
-// handlePut serves PUT /kv/{key}: the body becomes the value.
-func (s *server) handlePut(w http.ResponseWriter, r *http.Request) {
-	cmd := command{Op: opPut}
+// handlePut serves PUT /kv/{key}: the body becomes the value, and ?ttl=S
+// makes the key expire S seconds of log time later.
+func (s *server) handlePut(w http.ResponseWriter, r *http.Request, key string) {
+	cmd := command{Op: opPut, Key: key}
 	var ok bool
-	if cmd.Key, ok = pathKey(w, r); !ok {
+	if cmd.TTL, ok = ttlParam(w, r); !ok {
 		return
 	}
-	if cmd.Value, ok = readBody(w, r, maxValueSize, "value"); !ok || !sessionHeaders(w, r, &cmd) {
+	if cmd.Value, ok = readBody(w, r, maxValueSize, "value"); !ok || !writeHeaders(w, r, &cmd) {
 		return
 	}
 	if _, ok := s.propose(w, r, cmd); ok {
@@ -54,10 +57,9 @@ func (s *server) handlePut(w http.ResponseWriter, r *http.Request) {
 }
 
 // handleDelete serves DELETE /kv/{key}; deleting an absent key succeeds.
-func (s *server) handleDelete(w http.ResponseWriter, r *http.Request) {
-	cmd := command{Op: opDelete}
-	var ok bool
-	if cmd.Key, ok = pathKey(w, r); !ok || !sessionHeaders(w, r, &cmd) {
+func (s *server) handleDelete(w http.ResponseWriter, r *http.Request, key string) {
+	cmd := command{Op: opDelete, Key: key}
+	if !writeHeaders(w, r, &cmd) {
 		return
 	}
 	if _, ok := s.propose(w, r, cmd); ok {
@@ -67,17 +69,43 @@ func (s *server) handleDelete(w http.ResponseWriter, r *http.Request) {
 
 // handleAppend serves POST /kv/{key}/append: the body is appended to the
 // value (an absent key counts as empty) and the new value is returned.
-func (s *server) handleAppend(w http.ResponseWriter, r *http.Request) {
-	cmd := command{Op: opAppend}
+func (s *server) handleAppend(w http.ResponseWriter, r *http.Request, key string) {
+	cmd := command{Op: opAppend, Key: key}
 	var ok bool
-	if cmd.Key, ok = pathKey(w, r); !ok {
-		return
-	}
-	if cmd.Value, ok = readBody(w, r, maxValueSize, "suffix"); !ok || !sessionHeaders(w, r, &cmd) {
+	if cmd.Value, ok = readBody(w, r, maxValueSize, "suffix"); !ok || !writeHeaders(w, r, &cmd) {
 		return
 	}
 	if res, ok := s.propose(w, r, cmd); ok {
 		w.Header().Set("Content-Type", "application/octet-stream")
+		_, _ = w.Write(res.Value)
+	}
+}
+
+// maxIncrBody bounds an incr's body: a signed 64-bit integer and some
+// whitespace.
+const maxIncrBody = 64
+
+// handleIncr serves POST /kv/{key}/incr: the body, a signed decimal
+// integer (1 if empty), is added to the value, and the sum returned.
+func (s *server) handleIncr(w http.ResponseWriter, r *http.Request, key string) {
+	cmd := command{Op: opIncr, Key: key, Delta: 1}
+	body, ok := readBody(w, r, maxIncrBody, "incr delta")
+	if !ok {
+		return
+	}
+	if text := strings.TrimSpace(string(body)); text != "" {
+		delta, err := strconv.ParseInt(text, 10, 64)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("incr delta %q: want a signed decimal integer (or an empty body for 1)", text))
+			return
+		}
+		cmd.Delta = delta
+	}
+	if !writeHeaders(w, r, &cmd) {
+		return
+	}
+	if res, ok := s.propose(w, r, cmd); ok {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write(res.Value)
 	}
 }
@@ -90,12 +118,8 @@ type casResponse struct {
 }
 
 // handleCAS serves POST /kv/{key}/cas with {"old": "a"|null, "new": "b"}.
-func (s *server) handleCAS(w http.ResponseWriter, r *http.Request) {
-	cmd := command{Op: opCAS}
-	var ok bool
-	if cmd.Key, ok = pathKey(w, r); !ok {
-		return
-	}
+func (s *server) handleCAS(w http.ResponseWriter, r *http.Request, key string) {
+	cmd := command{Op: opCAS, Key: key}
 	body, ok := readBody(w, r, maxCASBody, "CAS request")
 	if !ok {
 		return
@@ -105,7 +129,7 @@ func (s *server) handleCAS(w http.ResponseWriter, r *http.Request) {
 		writeError(w, code, err.Error())
 		return
 	}
-	if !sessionHeaders(w, r, &cmd) {
+	if !writeHeaders(w, r, &cmd) {
 		return
 	}
 	res, ok := s.propose(w, r, cmd)

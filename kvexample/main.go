@@ -26,10 +26,14 @@
 // two clusters sharing a network cannot mix up their messages.
 //
 // Files, in reading order: main.go (flags, startup, signals), cluster.go
-// (wiring a node together), server.go and handlers.go (the HTTP API),
-// command.go (how a write is encoded into the raft log), statemachine.go
-// (applying committed writes), session.go (exactly-once writes), debug.go
-// (teaching-only fault injection).
+// (wiring a node together), server.go, routes.go, params.go and the
+// handlers*.go files (the HTTP API), command.go (how a write is encoded into
+// the raft log), statemachine.go and state.go (applying committed writes),
+// keys.go, locks.go and expiry.go (what each command does), logclock.go
+// (time on the log), session.go (exactly-once writes), history.go and
+// watch.go (watches and waiting for locks), cowtree.go and snapshot.go
+// (snapshots that do not stop applies), debug.go (teaching-only fault
+// injection).
 package main
 
 import (

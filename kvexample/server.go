@@ -39,27 +39,50 @@ type server struct {
 	// timeout bounds how long a request waits for raft (commit, read
 	// barrier).
 	timeout time.Duration
+	// clock stamps the commands this node proposes as leader: the log's
+	// clock (logclock.go).
+	clock func() time.Time
+	// stopping ends when the HTTP server shuts down: watches and lock
+	// waits, which could otherwise hold a shutdown for their whole wait,
+	// answer at once.
+	stopping context.Context
 }
 
-// routes returns the node's HTTP handler.
+// waitContext is the context a handler waits for the state machine under:
+// it ends at deadline, when the client goes, or when the server stops.
+func (s *server) waitContext(r *http.Request, deadline time.Time) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithDeadline(r.Context(), deadline)
+	if s.stopping == nil {
+		return ctx, cancel
+	}
+	stop := context.AfterFunc(s.stopping, cancel)
+	return ctx, func() {
+		stop()
+		cancel()
+	}
+}
+
+// routes returns the node's HTTP handler. /kv and /locks, whose names may
+// contain "/", are routed in routes.go; the rest by a ServeMux.
 func (s *server) routes() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /kv/{key}", s.handleGet)
-	mux.HandleFunc("PUT /kv/{key}", s.handlePut)
-	mux.HandleFunc("DELETE /kv/{key}", s.handleDelete)
-	mux.HandleFunc("POST /kv/{key}/append", s.handleAppend)
-	mux.HandleFunc("POST /kv/{key}/cas", s.handleCAS)
-	// "/kv/" itself names no key; without this route it would be a 404.
-	mux.HandleFunc("/kv/{$}", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusBadRequest, "empty key: keys are 1 to 1024 bytes")
-	})
 	mux.HandleFunc("GET /status", s.handleStatus)
 	mux.HandleFunc("POST /cluster/add", s.handleMembership)
 	mux.HandleFunc("POST /cluster/remove", s.handleMembership)
 	if s.network != nil {
 		s.debugRoutes(mux)
 	}
-	return jsonErrors(mux)
+	rest := jsonErrors(mux)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch p := r.URL.EscapedPath(); {
+		case p == "/kv" || strings.HasPrefix(p, "/kv/"):
+			s.handleKV(w, r, p)
+		case strings.HasPrefix(p, "/locks/"):
+			s.handleLocks(w, r, p)
+		default:
+			rest.ServeHTTP(w, r)
+		}
+	})
 }
 
 // jsonErrors makes the mux's own answers (404 for an unknown path, 405 for
@@ -115,19 +138,19 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	_ = json.NewEncoder(w).Encode(v) // the client may be gone; nothing to do
 }
 
-// pathKey returns the request's key, or answers 400/413 and returns false.
-func pathKey(w http.ResponseWriter, r *http.Request) (string, bool) {
-	key := r.PathValue("key")
+// checkName checks the size of a key or lock name, or answers 400/413 and
+// returns false.
+func checkName(w http.ResponseWriter, name, what string) bool {
 	switch {
-	case key == "":
-		writeError(w, http.StatusBadRequest, "empty key: keys are 1 to 1024 bytes")
-		return "", false
-	case len(key) > maxKeySize:
+	case name == "":
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("empty %s: %ss are 1 to %d bytes", what, what, maxKeySize))
+		return false
+	case len(name) > maxKeySize:
 		writeError(w, http.StatusRequestEntityTooLarge,
-			fmt.Sprintf("key of %d bytes: keys are 1 to %d bytes", len(key), maxKeySize))
-		return "", false
+			fmt.Sprintf("%s of %d bytes: %ss are 1 to %d bytes", what, len(name), what, maxKeySize))
+		return false
 	}
-	return key, true
+	return true
 }
 
 // readBody reads a request body of at most limit bytes, or answers 413/400
@@ -186,29 +209,73 @@ func sessionHeaders(w http.ResponseWriter, r *http.Request, cmd *command) bool {
 	return true
 }
 
-// propose replicates cmd through raft and returns what the state machine
-// answered once the command is committed and applied. On failure it has
-// already written the error response and returns false.
+// submit stamps cmd with this node's clock and replicates it through raft.
+// It returns what the state machine answered and the entry's index once the
+// command is committed and applied.
+func (s *server) submit(ctx context.Context, cmd command) (result, uint64, error) {
+	cmd.Time = stamp(s.clock)
+	res, err := s.raft.Propose(ctx, cmd.encode())
+	if err != nil {
+		return result{}, 0, err
+	}
+	out, _ := res.Value.(result) // Apply always returns a result
+	return out, res.Index, nil
+}
+
+// propose submits cmd and returns the state machine's answer. On failure it
+// has already written the error response and returns false; either way,
+// once the command applied, the response carries its index (X-Raft-Index).
 func (s *server) propose(w http.ResponseWriter, r *http.Request, cmd command) (result, bool) {
 	ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
 	defer cancel()
-	res, err := s.raft.Propose(ctx, cmd.encode())
+	res, index, err := s.submit(ctx, cmd)
 	if err != nil {
 		s.raftError(w, r, err, true)
 		return result{}, false
 	}
-	out, _ := res.Value.(result) // Apply always returns a result
-	switch out.Code {
-	case resultOK:
-		return out, true
+	setIndex(w, index)
+	if res.Code != resultOK {
+		writeResultError(w, res)
+		return result{}, false
+	}
+	return res, true
+}
+
+// setIndex records the log index a response reflects.
+func setIndex(w http.ResponseWriter, index uint64) {
+	w.Header().Set("X-Raft-Index", strconv.FormatUint(index, 10))
+}
+
+// writeResultError answers a command the state machine refused.
+func writeResultError(w http.ResponseWriter, res result) {
+	switch res.Code {
 	case resultStaleSeq:
 		writeError(w, http.StatusConflict, "X-Request-Seq is older than this client's latest request; it was not executed")
+	case resultSeqReused:
+		writeError(w, http.StatusConflict, "X-Request-Seq was already used by this client for a different request; it was not executed")
 	case resultTooLarge:
 		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("the value would exceed %d bytes; nothing changed", maxValueSize))
+	case resultNotInteger:
+		writeError(w, http.StatusConflict, fmt.Sprintf("the value %.64q is not a decimal integer; nothing changed", res.Value))
+	case resultOverflow:
+		writeError(w, http.StatusConflict, fmt.Sprintf("%s plus the delta does not fit in a signed 64-bit integer; nothing changed", res.Value))
+	case resultLockHeld:
+		writeError(w, http.StatusConflict, fmt.Sprintf("lock held by %q (token %d) until log time %d ms", res.Lock.Holder, res.Lock.Token, res.Lock.Expires))
+	case resultNotHolder:
+		msg := "the lock is free (released, or its lease expired)"
+		if res.Lock.Holder != "" {
+			msg = fmt.Sprintf("the lock is held by %q with token %d", res.Lock.Holder, res.Lock.Token)
+		}
+		writeError(w, http.StatusConflict, "not the holder: "+msg)
+	case resultFenced:
+		msg := "the lock is free (released, or its lease expired)"
+		if res.Lock.Holder != "" {
+			msg = fmt.Sprintf("its current token is %d", res.Lock.Token)
+		}
+		writeError(w, http.StatusConflict, "X-Fence token is not the lock's current one: "+msg+"; nothing changed")
 	default:
 		writeError(w, http.StatusInternalServerError, "the state machine could not decode the command")
 	}
-	return result{}, false
 }
 
 // readBarrier makes the next read of the state machine linearizable (see
@@ -222,6 +289,16 @@ func (s *server) readBarrier(w http.ResponseWriter, r *http.Request) bool {
 		return false
 	}
 	return true
+}
+
+// readBarrierUnlessStale runs the read barrier unless the request asks
+// for a stale read (?stale=1), which any node answers from what it has
+// applied.
+func (s *server) readBarrierUnlessStale(w http.ResponseWriter, r *http.Request) bool {
+	if stale := r.URL.Query().Get("stale"); stale == "1" || stale == "true" {
+		return true
+	}
+	return s.readBarrier(w, r)
 }
 
 // raftError turns an error from Propose or ReadIndex into a response.
