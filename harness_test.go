@@ -130,6 +130,8 @@ func (s *recordingSM) at(index uint64) (string, bool) {
 }
 
 type testCluster struct {
+	// mu guards nodes against a test goroutine crashing one meanwhile.
+	mu     sync.Mutex
 	t      testing.TB
 	net    *Network
 	ids    []NodeID
@@ -191,10 +193,29 @@ func (c *testCluster) start(id NodeID) {
 
 // crash stops node id; its storage survives for a restart.
 func (c *testCluster) crash(id NodeID) {
-	if n := c.nodes[id]; n != nil {
+	c.mu.Lock()
+	n := c.nodes[id]
+	c.mu.Unlock()
+	if n != nil {
 		n.Close()
+		c.mu.Lock()
 		c.nodes[id] = nil
+		c.mu.Unlock()
 	}
+}
+
+// running returns the nodes up now; safe to call while another goroutine
+// crashes nodes.
+func (c *testCluster) running() []*Node {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []*Node
+	for _, id := range c.ids {
+		if n := c.nodes[id]; n != nil {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 func (c *testCluster) closeAll() {

@@ -24,6 +24,7 @@ func (n *Node) run() {
 		if !n.handleOne(recv, true) {
 			return
 		}
+		n.stampNow() // once for the events polled in this round
 		for range maxEventsPerRound {
 			if !n.handleOne(recv, false) {
 				break
@@ -46,14 +47,18 @@ func (n *Node) handleOne(recv <-chan Message, wait bool) bool {
 	case <-n.ctx.Done():
 		return false
 	case m := <-recv:
+		n.stampNow()
 		n.receive(m)
 	case p := <-n.propc:
 		n.propose(p)
 	case w := <-n.readc:
+		n.stampNow()
 		n.read(w)
 	case <-n.electionTicks:
+		n.stampNow()
 		n.core.tickElection()
 	case <-n.heartbeats:
+		n.stampNow()
 		n.core.tickHeartbeat()
 	case <-n.persistNotify:
 		n.takePersisted()
@@ -65,6 +70,8 @@ func (n *Node) handleOne(recv <-chan Message, wait bool) bool {
 		n.proposeConfChange(r)
 	case q := <-n.queryc:
 		q(n.core)
+	case r := <-n.transferc:
+		n.startTransfer(r)
 	case reply := <-n.statusc:
 		reply <- n.status()
 	}
@@ -138,6 +145,12 @@ func (n *Node) pollOne(recv <-chan Message) bool {
 	default:
 	}
 	select {
+	case r := <-n.transferc:
+		n.startTransfer(r)
+		return true
+	default:
+	}
+	select {
 	case reply := <-n.statusc:
 		reply <- n.status()
 		return true
@@ -151,8 +164,16 @@ func (n *Node) read(w *readWaiter) {
 	n.nextReadID++
 	w.id = n.nextReadID
 	n.readWaiters[w.id] = w
-	n.core.readIndex(w.id)
+	if w.lease {
+		n.core.leaseRead(w.id)
+	} else {
+		n.core.readIndex(w.id)
+	}
 }
+
+// stampNow gives the core the time, for lease reads: the monotonic time
+// since the node started.
+func (n *Node) stampNow() { n.core.now = int64(n.cfg.Clock.Now().Sub(n.started)) }
 
 // takePersisted tells the core how far the log is durable.
 func (n *Node) takePersisted() {
@@ -260,6 +281,9 @@ func (n *Node) dispatch(rd ready) bool {
 	}
 	n.finishReads(rd.reads)
 	n.publish(rd)
+	if len(n.transfers) > 0 {
+		n.settleTransfers(&rd)
+	}
 	// Every message went out by value; acknowledgements too when saved
 	// inline (the appender still holds them otherwise).
 	after := rd.afterPersist
@@ -443,14 +467,15 @@ func (n *Node) publish(rd ready) {
 }
 
 func (n *Node) status() Status {
+	n.stampNow()
 	c := n.core
 	st := Status{
 		ID: n.cfg.ID, Role: c.role, Term: c.term, Vote: c.vote, Leader: c.leader,
 		Commit: c.log.committed, Applied: n.applied.Load(), LastIndex: c.log.lastIndex(),
 		FirstIndex: c.log.firstIndex(), SnapshotIndex: c.snap.Index,
 		Config:      Configuration{Servers: append([]Server(nil), c.config.Servers...)},
-		ConfigIndex: c.configAt,
-		Err:         c.failed,
+		ConfigIndex: c.configAt, Lease: c.leaseValid(),
+		Err: c.failed,
 		Metrics: Metrics{
 			SendDropped: n.sendDropped.Load(), SendErrors: n.sendErrors.Load(),
 			RecvRejected:   n.recvRejected.Load() + c.rejected,
@@ -463,6 +488,9 @@ func (n *Node) status() Status {
 	n.subs.mu.Unlock()
 	if c.role == Leader {
 		st.Peers = c.peerStatus()
+	}
+	if c.transfer != nil {
+		st.Transferring = c.transfer.target
 	}
 	return st
 }

@@ -67,6 +67,19 @@ type Config struct {
 	// followers that hear from a live leader ignore vote requests.
 	DisableCheckQuorum bool
 
+	// LeaseReads lets a leader serve LeaseRead without a heartbeat round
+	// while it holds a lease (lease.go). It needs CheckQuorum, and
+	// MaxClockDrift: the largest rate at which one node's clock may run
+	// ahead of another's (0.05 is 5%), which the lease shrinks by. Every
+	// node of a cluster using lease reads must set it, since followers
+	// keep the lease's promise (a restarted node votes for no one for an
+	// election timeout). The lease is only as safe as that bound.
+	LeaseReads    bool
+	MaxClockDrift float64
+	// CloseTransferTimeout, if set, makes Close on a leader hand
+	// leadership over first, waiting at most this long.
+	CloseTransferTimeout time.Duration
+
 	// MaxInflightMsgs bounds the appends in flight to one peer (the
 	// pipelining window). Default 256.
 	MaxInflightMsgs int
@@ -167,6 +180,10 @@ func (c *Config) validate() error {
 		return fmt.Errorf("raft: Config.SnapshotChunkSize must be between 1 KiB and %d MiB", maxSnapshotChunkSize>>20)
 	case c.MaxSnapshotInflight < 1:
 		return errors.New("raft: Config.MaxSnapshotInflight must be positive")
+	case c.LeaseReads && c.DisableCheckQuorum:
+		return errors.New("raft: Config.LeaseReads needs CheckQuorum: followers' promise not to vote while they hear from the leader is what the lease rests on")
+	case c.LeaseReads && (c.MaxClockDrift <= 0 || c.MaxClockDrift >= 0.5):
+		return errors.New("raft: Config.LeaseReads needs MaxClockDrift, the clock drift rate the lease assumes, above 0 and below 0.5 (e.g. 0.05)")
 	}
 	return nil
 }
@@ -233,6 +250,10 @@ type Status struct {
 	ConfigIndex uint64
 	// Peers is the leader's replication state per peer; empty elsewhere.
 	Peers map[NodeID]PeerStatus
+	// Lease: this leader holds a read lease now (Config.LeaseReads);
+	// Transferring: the node it is handing leadership to.
+	Lease        bool
+	Transferring NodeID
 	// Err is set once the node stopped because its storage failed.
 	Err     error
 	Metrics Metrics
@@ -286,6 +307,7 @@ type Node struct {
 	statusc       chan chan Status
 	confc         chan *confRequest
 	queryc        chan func(*core)
+	transferc     chan *transferRequest
 	electionTicks chan struct{}
 	heartbeats    chan struct{}    // heartbeat timer → owner, 10
 	logEntries    chan *writeBatch // owner → appender, 64
@@ -346,6 +368,10 @@ type Node struct {
 	// peerAddrs are the peers (and addresses) of the configuration the
 	// senders and the transport were last set up for.
 	peerAddrs map[NodeID]string
+	// transfers are TransferLeadership calls waiting for their outcome.
+	transfers []*transferRequest
+	// started is when the node started; the core's clock counts from it.
+	started time.Time
 }
 
 // logPosition is a (index, term) pair naming the end of a durable log.
@@ -384,6 +410,10 @@ func NewNode(cfg Config) (*Node, error) {
 		snapshotTrailing: uint64(cfg.SnapshotTrailing),
 		snapshotChunk:    uint64(cfg.SnapshotChunkSize),
 		snapshotInflight: cfg.MaxSnapshotInflight,
+
+		leaseReads:      cfg.LeaseReads,
+		electionTimeout: int64(cfg.ElectionTimeout),
+		maxClockDrift:   cfg.MaxClockDrift,
 	}, cfg.Storage)
 	if err != nil {
 		return nil, fmt.Errorf("raft: opening log: %w", err)
@@ -400,6 +430,7 @@ func NewNode(cfg Config) (*Node, error) {
 		statusc:       make(chan chan Status),
 		confc:         make(chan *confRequest),
 		queryc:        make(chan func(*core)),
+		transferc:     make(chan *transferRequest),
 		electionTicks: make(chan struct{}, 1),
 		heartbeats:    make(chan struct{}, 10),
 		logEntries:    make(chan *writeBatch, 64),
@@ -415,6 +446,7 @@ func NewNode(cfg Config) (*Node, error) {
 		snapWriterIdle: make(chan struct{}, 1),
 
 		senders:     make(map[NodeID]*peerSender),
+		started:     cfg.Clock.Now(),
 		readWaiters: make(map[uint64]*readWaiter),
 		ctx:         ctx,
 		cancel:      cancel,
@@ -581,9 +613,10 @@ func (n *Node) Propose(ctx context.Context, cmd []byte) (Result, error) {
 	}
 }
 
-// readWaiter is one ReadIndex call.
+// readWaiter is one ReadIndex or LeaseRead call.
 type readWaiter struct {
 	id    uint64
+	lease bool
 	index uint64
 	err   error
 	done  chan struct{}
@@ -597,7 +630,15 @@ type readWaiter struct {
 // state machine reached; errors are as for Propose, minus the unknown
 // outcome (a failed read changed nothing and may simply be retried).
 func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
-	w := &readWaiter{done: make(chan struct{})}
+	return n.readBarrier(ctx, false)
+}
+
+// readBarrier is ReadIndex, or LeaseRead with lease set.
+func (n *Node) readBarrier(ctx context.Context, lease bool) (uint64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	w := &readWaiter{lease: lease, done: make(chan struct{})}
 	select {
 	case n.readc <- w:
 	case <-ctx.Done():
@@ -640,8 +681,23 @@ func (n *Node) ID() NodeID { return n.cfg.ID }
 // Close stops the node and waits for all its goroutines. Pending calls fail
 // with ErrClosed. It does not close the Transport or the Storage, which the
 // caller owns. Close is idempotent.
+//
+// With Config.CloseTransferTimeout set, a leader first hands leadership to
+// the most caught-up voter (waiting at most that long), so a rolling
+// restart costs clients no election timeout.
 func (n *Node) Close() error {
-	n.closeOnce.Do(n.cancel)
+	n.closeOnce.Do(func() {
+		if d := n.cfg.CloseTransferTimeout; d > 0 && n.ctx.Err() == nil && n.Status().Role == Leader {
+			ctx, cancel := context.WithTimeout(context.Background(), d)
+			if to, err := n.TransferLeadership(ctx, None); err != nil {
+				n.cfg.Logger.Warn("raft: no leadership hand-over before closing", "id", n.cfg.ID, "err", err)
+			} else {
+				n.cfg.Logger.Info("raft: handed leadership over before closing", "id", n.cfg.ID, "to", to)
+			}
+			cancel()
+		}
+		n.cancel()
+	})
 	n.wg.Wait()
 	return nil
 }

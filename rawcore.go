@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"time"
 )
 
 // Core is the pure Raft state machine that Node runs on its state-owner
@@ -69,6 +70,12 @@ type CoreConfig struct {
 	SnapshotTrailing    uint64
 	SnapshotChunkSize   uint64
 	MaxSnapshotInflight int
+	// LeaseReads, ElectionTimeout and MaxClockDrift are as in Config; the
+	// lease is measured on the clock the driver gives with SetClock, and
+	// ElectionTimeout is ElectionTicks ticks of that clock.
+	LeaseReads      bool
+	ElectionTimeout time.Duration
+	MaxClockDrift   float64
 	// Rand drives election timeouts; set it for reproducible runs.
 	// Default: a source seeded with ID.
 	Rand   rand.Source
@@ -106,6 +113,8 @@ type Ready struct {
 	Compact uint64
 	// SnapshotWrites are chunks of an incoming snapshot to write in order.
 	SnapshotWrites []SnapshotWrite
+	// TransferAborted: a leadership transfer ended without a new leader.
+	TransferAborted bool
 }
 
 // ReadState answers Core.ReadIndex: the read may be served once the state
@@ -153,6 +162,7 @@ func NewCore(cfg CoreConfig, s Storage) (*Core, error) {
 		initialHS:       hs,
 		initialSnapshot: cfg.Snapshot, snapshotTrailing: cfg.SnapshotTrailing,
 		snapshotChunk: cfg.SnapshotChunkSize, snapshotInflight: cfg.MaxSnapshotInflight,
+		leaseReads: cfg.LeaseReads, electionTimeout: int64(cfg.ElectionTimeout), maxClockDrift: cfg.MaxClockDrift,
 	}, s)
 	if err != nil {
 		return nil, err
@@ -190,8 +200,24 @@ func (c *Core) Propose(cmds ...[]byte) (first, term uint64, err error) {
 	return c.c.appendEntries(ents), c.c.term, nil
 }
 
-// ReadIndex asks for a read barrier; the answer comes in Ready.Reads.
+// ReadIndex asks for a read barrier; the answer comes in Ready.Reads. On a
+// follower it asks the leader (MsgReadIndex).
 func (c *Core) ReadIndex(id uint64) { c.c.readIndex(id) }
+
+// LeaseRead is ReadIndex answered at once when the leader holds a lease.
+func (c *Core) LeaseRead(id uint64) { c.c.leaseRead(id) }
+
+// SetClock gives the core the driver's monotonic clock reading, which lease
+// reads measure with; call it before feeding each event.
+func (c *Core) SetClock(now time.Duration) { c.c.now = int64(now) }
+
+// TransferLeadership starts handing leadership to to (None: the most
+// caught-up voter) and returns the target. The outcome shows in Ready:
+// Events with the new leader, or TransferAborted.
+func (c *Core) TransferLeadership(to NodeID) (NodeID, error) { return c.c.transferLeadership(to) }
+
+// AbortTransfer gives up a leadership transfer in progress.
+func (c *Core) AbortTransfer() { c.c.abortTransfer() }
 
 // Persisted reports storage durably holds the log up to (index, term).
 func (c *Core) Persisted(index, term uint64) { c.c.persisted(index, term) }
@@ -220,6 +246,7 @@ func (c *Core) Ready() Ready {
 		Messages: rd.messages, AfterPersist: rd.afterPersist, Committed: rd.committed,
 		ProposalsLost: rd.proposalsLost, Events: rd.peerEvents,
 		Snapshot: rd.snapshot, Compact: rd.compact, SnapshotWrites: rd.snapWrites,
+		TransferAborted: rd.transferAborted,
 	}
 	for _, r := range rd.reads {
 		out.Reads = append(out.Reads, ReadState{ID: r.id, Index: r.index, Lost: r.lost})
@@ -241,6 +268,10 @@ func (c *Core) Status() Status {
 		Commit: k.log.committed, Applied: k.log.applied, LastIndex: k.log.lastIndex(),
 		FirstIndex: k.log.firstIndex(), SnapshotIndex: k.snap.Index,
 		Config: k.config, ConfigIndex: k.configAt, Err: k.failed,
+		Lease: k.leaseValid(),
+	}
+	if k.transfer != nil {
+		st.Transferring = k.transfer.target
 	}
 	if k.role == Leader {
 		st.Peers = k.peerStatus()

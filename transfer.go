@@ -82,12 +82,14 @@ func (c *core) mostCaughtUpVoter() NodeID {
 }
 
 // advanceTransfer sends the target MsgTimeoutNow once it holds the whole
-// log, and otherwise keeps replicating to it.
+// log and the whole log is committed, and otherwise keeps replicating. The
+// commit matters to clients: every proposal this leader accepted is then
+// answered before it steps down, instead of ending with an unknown outcome.
 func (c *core) advanceTransfer(p *progress) {
 	if c.transfer == nil || p.id != c.transfer.target {
 		return
 	}
-	if p.match < c.log.lastIndex() {
+	if last := c.log.lastIndex(); p.match < last || c.log.committed < last {
 		c.sendAppends(p)
 		return
 	}
