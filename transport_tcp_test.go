@@ -28,6 +28,12 @@ func newTestTCP(t *testing.T, id NodeID, peers map[NodeID]string, tweak func(*TC
 	return tr
 }
 
+// refusingAddr is a loopback address where nothing listens, for a peer
+// that is down. Port 1 is outside the range port 0 is given from and needs
+// privileges to bind, so unlike a port closed after use, no other test's
+// listener can take it over.
+const refusingAddr = "127.0.0.1:1"
+
 // recvWithin returns the next message tr receives, failing after d.
 func recvWithin(t *testing.T, tr *TCPTransport, d time.Duration) Message {
 	t.Helper()
@@ -71,7 +77,7 @@ func TestTCPTransportDeliversBothLanesAndStampsTheSender(t *testing.T) {
 }
 
 func TestTCPSendFailsForUnknownPeerInvalidTypeCancelledContextAndOversizedMessage(t *testing.T) {
-	a := newTestTCP(t, 1, map[NodeID]string{2: "127.0.0.1:1"}, func(c *TCPConfig) { c.MaxFrameSize = 1024 })
+	a := newTestTCP(t, 1, map[NodeID]string{2: refusingAddr}, func(c *TCPConfig) { c.MaxFrameSize = 1024 })
 	if err := a.Send(t.Context(), Message{Type: MsgHeartbeat, To: 9}); !errors.Is(err, ErrUnknownPeer) {
 		t.Errorf("send to unknown peer: %v, want ErrUnknownPeer", err)
 	}
@@ -90,10 +96,7 @@ func TestTCPSendFailsForUnknownPeerInvalidTypeCancelledContextAndOversizedMessag
 }
 
 func TestTCPSendFailsFastWhileThePeerIsDown(t *testing.T) {
-	dead, _ := net.Listen("tcp", "127.0.0.1:0")
-	addr := dead.Addr().String()
-	dead.Close() // nothing listens there now
-	a := newTestTCP(t, 1, map[NodeID]string{2: addr}, func(c *TCPConfig) {
+	a := newTestTCP(t, 1, map[NodeID]string{2: refusingAddr}, func(c *TCPConfig) {
 		c.BackoffMin, c.BackoffMax = time.Second, 2*time.Second
 	})
 	a.Send(t.Context(), Message{Type: MsgHeartbeat, To: 2})
@@ -315,7 +318,7 @@ func (c *handshakeThenGate) Write(p []byte) (int, error) {
 
 func TestTCPSetPeerRedirectsToTheNewAddress(t *testing.T) {
 	b := newTestTCP(t, 2, map[NodeID]string{1: ""}, nil)
-	a := newTestTCP(t, 1, map[NodeID]string{2: "127.0.0.1:1"}, nil)
+	a := newTestTCP(t, 1, map[NodeID]string{2: refusingAddr}, nil)
 	a.Send(t.Context(), Message{Type: MsgHeartbeat, To: 2})
 	eventually(t, 5*time.Second, "the dial to the wrong address to fail", func() bool { return a.Stats().DialErrors > 0 })
 	if err := a.SetPeer(2, b.Addr().String()); err != nil {
