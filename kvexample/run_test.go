@@ -219,6 +219,11 @@ func TestInvalidFlagsAreRejectedWithExitCode2(t *testing.T) {
 		"port in multi mode":     append(with("", ""), "--port", "9000"),
 		"zero cluster id":        append(with("", ""), "--cluster-id", "0"),
 		"cluster id alone":       {"--cluster-id", "7"},
+		"listen fd alone":        {"--http-listen-fd", "3"},
+		"stdout as listen fd":    append(with("", ""), "--raft-listen-fd", "1"),
+		"negative listen fd":     append(with("", ""), "--http-listen-fd", "-1"),
+		"one fd for both":        append(with("", ""), "--raft-listen-fd", "5", "--http-listen-fd", "5"),
+		"listen fd not a number": append(with("", ""), "--raft-listen-fd", "three"),
 	}
 	for name, args := range cases {
 		if code := run(context.Background(), args, io.Discard, io.Discard); code != 2 {
