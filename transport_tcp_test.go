@@ -243,7 +243,16 @@ func TestTCPBlockedSendReturnsOnCloseWithErrTransportClosed(t *testing.T) {
 	fillBulkLane(t, a)
 	errc := make(chan error, 1)
 	go func() {
-		errc <- a.Send(context.Background(), Message{Type: MsgApp, To: 2, Entries: []Entry{{Index: 1, Term: 1}}})
+		// On a loaded machine fillBulkLane may return while the writer
+		// still drains into the socket buffers, and a send then goes
+		// through: send again until one blocks, which ends only with Close.
+		app := Message{Type: MsgApp, To: 2, Entries: []Entry{{Index: 1, Term: 1, Data: make([]byte, 1<<20)}}}
+		for {
+			if err := a.Send(context.Background(), app); err != nil {
+				errc <- err
+				return
+			}
+		}
 	}()
 	time.Sleep(50 * time.Millisecond) // let it block
 	if err := a.Close(); err != nil {
