@@ -295,12 +295,16 @@ func TestConfigValidation(t *testing.T) {
 type flakyStorage struct {
 	*MemoryStorage
 	broken atomic.Bool
+	// slow is how long a broken Save takes to fail, as a disk that times
+	// out would.
+	slow time.Duration
 }
 
 var errDiskFull = errors.New("no space left on device")
 
 func (s *flakyStorage) Save(hs HardState, ents []Entry) error {
 	if s.broken.Load() {
+		time.Sleep(s.slow)
 		return errDiskFull
 	}
 	return s.MemoryStorage.Save(hs, ents)
@@ -347,6 +351,33 @@ func TestStorageFailureStopsTheNodeAndAcknowledgesNothing(t *testing.T) {
 			t.Fatalf("failed node applied %d more commands", len(got)-len(before))
 		}
 		// The rest of the cluster carries on without it.
+		c.crash(leader)
+		c.one("survivors", 2)
+	})
+}
+
+func TestLeaderWhoseSaveFailsAppliesAndAcknowledgesNothingEvenIfFollowersPersistedIt(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		disks := map[NodeID]*flakyStorage{}
+		c := newCluster(t, 3, func(cfg *Config) {
+			d := &flakyStorage{MemoryStorage: cfg.Storage.(*MemoryStorage), slow: electionTimeout / 10}
+			disks[cfg.ID] = d
+			cfg.Storage = d
+		})
+		leader := c.checkOneLeader()
+		before := c.sms[leader].commands()
+		// The leader's Save fails only after the followers, whose disks
+		// work, have persisted the entry and answered: it is committed, but
+		// the leader never held it durably.
+		disks[leader].broken.Store(true)
+		res, err := c.nodes[leader].Propose(context.Background(), []byte("unpersisted"))
+		if err == nil {
+			t.Fatalf("proposal acknowledged at %d by a leader whose disk failed to persist it", res.Index)
+		}
+		if got := c.sms[leader].commands(); len(got) != len(before) {
+			t.Fatalf("the leader applied %v, which its disk failed to persist", got[len(before):])
+		}
+		// The followers carry on and elect a leader with the entry.
 		c.crash(leader)
 		c.one("survivors", 2)
 	})

@@ -283,9 +283,12 @@ func (l *raftLog) commitTo(i uint64) bool {
 }
 
 // nextToApply returns committed entries not yet handed to the applier, up to
-// maxBytes, and marks them handed over.
+// maxBytes, and marks them handed over. Only entries this node's storage
+// holds durably are applied: a majority may commit an entry before the
+// leader's own write finishes, and if that write then fails, the node must
+// not have applied, or acknowledged, what it could not persist.
 func (l *raftLog) nextToApply(maxBytes uint64) ([]Entry, error) {
-	hi := l.committed
+	hi := min(l.committed, l.stableIndex())
 	if bugApplyPastCommit {
 		hi = l.lastIndex() // planted bug: apply what is not yet committed
 	}

@@ -95,7 +95,8 @@ type Ready struct {
 	Messages []Message
 	// AfterPersist may leave only once Entries are durable.
 	AfterPersist []Message
-	// Committed entries to apply, in order; report with Applied.
+	// Committed entries to apply, in order; report with Applied. Only
+	// entries reported Persisted are included.
 	Committed []Entry
 	// Reads are ReadIndex answers.
 	Reads []ReadState

@@ -2,6 +2,7 @@ package raft
 
 import (
 	"fmt"
+	"net"
 	"slices"
 	"testing"
 	"time"
@@ -163,4 +164,22 @@ func TestTCPOneWayLinkLossNeitherStopsCommitsNorDisruptsTheLeader(t *testing.T) 
 	if !c.waitApplied(idx, "o4", 3, time.Now().Add(10*time.Second)) {
 		t.Fatalf("follower %d did not catch up after the link healed", f)
 	}
+}
+
+func TestTCPCrashedNodeKeepsItsPortAndFailsDialsFastUntilItRestarts(t *testing.T) {
+	c := newTCPCluster(t, 3, nil)
+	leader := c.waitLeader()
+	c.crash(leader)
+	// Another listener given the port now would make the restart fail.
+	if ln, err := net.Listen("tcp", c.addrs[leader]); err == nil {
+		ln.Close()
+		t.Fatalf("crashed node %d's port %s was free for another listener", leader, c.addrs[leader])
+	}
+	start := time.Now()
+	err := handshakeAs(t, dialRaw(t, c.addrs[leader]), hello{clusterID: 42, from: intruder, to: leader, lane: laneUrgent})
+	if err == nil || time.Since(start) > time.Second {
+		t.Fatalf("handshake with a crashed node: %v after %v, want a prompt failure", err, time.Since(start))
+	}
+	c.start(leader)
+	c.propose("after-restart", 3)
 }

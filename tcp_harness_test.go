@@ -3,6 +3,7 @@ package raft
 import (
 	"log/slog"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,6 +28,7 @@ type liveCluster struct {
 	snaps  map[NodeID]*MemorySnapshotStore
 	sms    map[NodeID]*recordingSM
 	addrs  map[NodeID]string
+	ports  map[NodeID]*heldPort // TCP only: each node's socket, held for the whole test
 	faults *faultNet
 	tweak  func(*TCPConfig)
 	logs   *syncBuffer // every transport's log, for asserting reasons
@@ -39,14 +41,15 @@ func newTCPCluster(t testing.TB, n int, tweak func(*TCPConfig)) *liveCluster {
 	c := newLiveCluster(t, n)
 	c.tweak = tweak
 	c.faults = newFaultNet()
+	c.ports = map[NodeID]*heldPort{}
 	for _, id := range c.ids {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		p, err := holdPort()
 		if err != nil {
 			t.Fatal(err)
 		}
-		c.addrs[id] = ln.Addr().String()
+		c.ports[id] = p
+		c.addrs[id] = p.ln.Addr().String()
 		c.faults.addrs[c.addrs[id]] = id
-		ln.Close() // reopened on the same port by startTCP
 	}
 	for _, id := range c.ids {
 		c.start(id)
@@ -117,18 +120,7 @@ func (c *liveCluster) start(id NodeID) {
 		tr = c.mem.Join(id)
 	} else {
 		cfg := c.tcpConfig(id)
-		var ln net.Listener
-		var err error
-		for range 50 { // the port of a crashed node may take a moment to free
-			if ln, err = net.Listen("tcp", c.addrs[id]); err == nil {
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		if err != nil {
-			c.t.Fatal(err)
-		}
-		cfg.Listener = c.faults.listener(ln, id)
+		cfg.Listener = c.faults.listener(c.ports[id].lease(), id)
 		tt, err := NewTCPTransport(cfg)
 		if err != nil {
 			c.t.Fatal(err)
@@ -162,7 +154,108 @@ func (c *liveCluster) closeAll() {
 	for _, id := range c.ids {
 		c.crash(id)
 	}
+	for _, p := range c.ports {
+		p.close()
+	}
 }
+
+// heldPort is a node's listening socket, open from the cluster's start to
+// the test's end. Closing it at a crash and listening again at the restart
+// would let any listener on the machine asking for port 0 (other tests,
+// other packages' tests running in parallel) be given the port in between.
+// Each transport of the node gets a lease on the socket: closing the lease
+// ends that transport's accepting but keeps the socket. While the node is
+// down, connections are accepted and closed at once, so peers see a quick
+// failure as from a closed port, not a dial hanging until its timeout.
+type heldPort struct {
+	ln   net.Listener
+	done chan struct{} // closed when the accept loop has ended
+
+	mu  sync.Mutex
+	cur *portLease // nil while the node is down
+}
+
+func holdPort() (*heldPort, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	p := &heldPort{ln: ln, done: make(chan struct{})}
+	go p.acceptLoop()
+	return p, nil
+}
+
+// acceptLoop is the only caller of the socket's Accept, so that a lease's
+// Close can stop its transport's Accept without closing the socket.
+func (p *heldPort) acceptLoop() {
+	defer close(p.done)
+	for {
+		conn, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		l := p.cur
+		p.mu.Unlock()
+		if l == nil {
+			conn.Close()
+			continue
+		}
+		select {
+		case l.conns <- conn:
+		case <-l.closed:
+			conn.Close()
+		}
+	}
+}
+
+// lease returns a listener for the node's next transport.
+func (p *heldPort) lease() net.Listener {
+	l := &portLease{port: p, conns: make(chan net.Conn), closed: make(chan struct{})}
+	p.mu.Lock()
+	p.cur = l
+	p.mu.Unlock()
+	return l
+}
+
+// close releases the port at the end of the test.
+func (p *heldPort) close() {
+	p.ln.Close()
+	<-p.done
+}
+
+// portLease is the net.Listener a transport gets from a heldPort.
+type portLease struct {
+	port   *heldPort
+	conns  chan net.Conn
+	closed chan struct{}
+	once   sync.Once
+}
+
+func (l *portLease) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.closed:
+	case <-l.port.done:
+	}
+	return nil, net.ErrClosed
+}
+
+// Close ends this lease; the socket stays open for the node's restart.
+func (l *portLease) Close() error {
+	l.once.Do(func() {
+		close(l.closed)
+		l.port.mu.Lock()
+		if l.port.cur == l {
+			l.port.cur = nil
+		}
+		l.port.mu.Unlock()
+	})
+	return nil
+}
+
+func (l *portLease) Addr() net.Addr { return l.port.ln.Addr() }
 
 // waitLeader waits up to 10 s for exactly one leader among the given
 // running nodes in the newest term and fails on two leaders in one term.

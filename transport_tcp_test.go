@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -27,6 +28,12 @@ func newTestTCP(t *testing.T, id NodeID, peers map[NodeID]string, tweak func(*TC
 	t.Cleanup(func() { tr.Close() })
 	return tr
 }
+
+// refusingAddr is a loopback address where nothing listens, for a peer
+// that is down. Port 1 is outside the range port 0 is given from and needs
+// privileges to bind, so unlike a port closed after use, no other test's
+// listener can take it over.
+const refusingAddr = "127.0.0.1:1"
 
 // recvWithin returns the next message tr receives, failing after d.
 func recvWithin(t *testing.T, tr *TCPTransport, d time.Duration) Message {
@@ -71,7 +78,7 @@ func TestTCPTransportDeliversBothLanesAndStampsTheSender(t *testing.T) {
 }
 
 func TestTCPSendFailsForUnknownPeerInvalidTypeCancelledContextAndOversizedMessage(t *testing.T) {
-	a := newTestTCP(t, 1, map[NodeID]string{2: "127.0.0.1:1"}, func(c *TCPConfig) { c.MaxFrameSize = 1024 })
+	a := newTestTCP(t, 1, map[NodeID]string{2: refusingAddr}, func(c *TCPConfig) { c.MaxFrameSize = 1024 })
 	if err := a.Send(t.Context(), Message{Type: MsgHeartbeat, To: 9}); !errors.Is(err, ErrUnknownPeer) {
 		t.Errorf("send to unknown peer: %v, want ErrUnknownPeer", err)
 	}
@@ -90,18 +97,28 @@ func TestTCPSendFailsForUnknownPeerInvalidTypeCancelledContextAndOversizedMessag
 }
 
 func TestTCPSendFailsFastWhileThePeerIsDown(t *testing.T) {
-	dead, _ := net.Listen("tcp", "127.0.0.1:0")
-	addr := dead.Addr().String()
-	dead.Close() // nothing listens there now
-	a := newTestTCP(t, 1, map[NodeID]string{2: addr}, func(c *TCPConfig) {
-		c.BackoffMin, c.BackoffMax = time.Second, 2*time.Second
+	// A backoff of 30 s or more outlasts any pause a loaded machine puts
+	// between the failed dial and the sends below; Close cuts it short.
+	a := newTestTCP(t, 1, map[NodeID]string{2: refusingAddr}, func(c *TCPConfig) {
+		c.BackoffMin, c.BackoffMax = time.Minute, time.Minute
 	})
-	a.Send(t.Context(), Message{Type: MsgHeartbeat, To: 2})
-	eventually(t, 5*time.Second, "a dial error", func() bool { return a.Stats().DialErrors > 0 })
+	hb := Message{Type: MsgHeartbeat, To: 2}
+	a.Send(t.Context(), hb)
+	// DialErrors counts a failure just before the lane is marked down, so
+	// waiting for the count and then sending once can race: wait for the
+	// refusal itself.
+	eventually(t, 5*time.Second, "a send refused while the peer is down", func() bool {
+		return a.Send(t.Context(), hb) != nil
+	})
+	// Fast means without waiting for a dial (DialTimeout, 3 s) or for the
+	// backoff to end.
 	start := time.Now()
-	err := a.Send(t.Context(), Message{Type: MsgHeartbeat, To: 2})
-	if err == nil || time.Since(start) > 100*time.Millisecond {
-		t.Fatalf("send to a peer in backoff: err %v after %v, want a fast error", err, time.Since(start))
+	err := a.Send(t.Context(), hb)
+	if err == nil || !strings.Contains(err.Error(), "unreachable") || time.Since(start) > time.Second {
+		t.Fatalf("send to a peer in backoff: err %v after %v, want a fast unreachable error", err, time.Since(start))
+	}
+	if s := a.Stats(); s.DialErrors != 1 {
+		t.Fatalf("%d dial errors, want 1: sends to a peer in backoff must not dial", s.DialErrors)
 	}
 }
 
@@ -226,7 +243,16 @@ func TestTCPBlockedSendReturnsOnCloseWithErrTransportClosed(t *testing.T) {
 	fillBulkLane(t, a)
 	errc := make(chan error, 1)
 	go func() {
-		errc <- a.Send(context.Background(), Message{Type: MsgApp, To: 2, Entries: []Entry{{Index: 1, Term: 1}}})
+		// On a loaded machine fillBulkLane may return while the writer
+		// still drains into the socket buffers, and a send then goes
+		// through: send again until one blocks, which ends only with Close.
+		app := Message{Type: MsgApp, To: 2, Entries: []Entry{{Index: 1, Term: 1, Data: make([]byte, 1<<20)}}}
+		for {
+			if err := a.Send(context.Background(), app); err != nil {
+				errc <- err
+				return
+			}
+		}
 	}()
 	time.Sleep(50 * time.Millisecond) // let it block
 	if err := a.Close(); err != nil {
@@ -315,7 +341,7 @@ func (c *handshakeThenGate) Write(p []byte) (int, error) {
 
 func TestTCPSetPeerRedirectsToTheNewAddress(t *testing.T) {
 	b := newTestTCP(t, 2, map[NodeID]string{1: ""}, nil)
-	a := newTestTCP(t, 1, map[NodeID]string{2: "127.0.0.1:1"}, nil)
+	a := newTestTCP(t, 1, map[NodeID]string{2: refusingAddr}, nil)
 	a.Send(t.Context(), Message{Type: MsgHeartbeat, To: 2})
 	eventually(t, 5*time.Second, "the dial to the wrong address to fail", func() bool { return a.Stats().DialErrors > 0 })
 	if err := a.SetPeer(2, b.Addr().String()); err != nil {
@@ -389,15 +415,22 @@ func TestTCPConfigIsValidated(t *testing.T) {
 
 func TestTCPCloseIsIdempotentAndStopsTheListener(t *testing.T) {
 	a := newTestTCP(t, 1, nil, nil)
-	addr := a.Addr().String()
 	if err := a.Close(); err != nil {
 		t.Fatal(err)
 	}
 	if err := a.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
 	}
-	if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
-		c.Close()
-		t.Fatal("closed transport still accepts connections")
+	// Dialing the old address would not tell: once released, the port may
+	// be given to another test's listener at any moment. The socket
+	// itself says whether it was closed; the deadline only bounds the
+	// wait on one that was not.
+	ln := a.ln.(*net.TCPListener)
+	ln.SetDeadline(time.Now().Add(100 * time.Millisecond))
+	if c, err := ln.Accept(); !errors.Is(err, net.ErrClosed) {
+		if c != nil {
+			c.Close()
+		}
+		t.Fatalf("Accept on a closed transport's listener: %v, want net.ErrClosed", err)
 	}
 }

@@ -26,6 +26,12 @@ type nodeConfig struct {
 	HTTPAddr string
 	// RaftAddr is the node's transport address (multi-process mode only).
 	RaftAddr string
+	// RaftListener and HTTPListener, if set, are sockets already listening
+	// (inherited, see --raft-listen-fd) to serve on instead of binding
+	// RaftAddr and HTTPAddr; HTTPAddr is then published as given.
+	// startNode owns them: they are closed when the node stops or fails
+	// to start.
+	RaftListener, HTTPListener net.Listener
 	// ClusterID is checked in every TCP handshake (multi-process mode
 	// only), so that nodes of two clusters sharing a network never talk.
 	ClusterID uint64
@@ -65,7 +71,8 @@ func newTransport(cfg nodeConfig) (raft.Transport, func() error, error) {
 		}
 	}
 	t, err := raft.NewTCPTransport(raft.TCPConfig{
-		ID: cfg.ID, ClusterID: cfg.ClusterID, ListenAddr: cfg.RaftAddr, Peers: peers, Logger: cfg.Logger,
+		ID: cfg.ID, ClusterID: cfg.ClusterID, ListenAddr: cfg.RaftAddr, Listener: cfg.RaftListener,
+		Peers: peers, Logger: cfg.Logger,
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("node %d: %w", cfg.ID, err)
@@ -126,6 +133,11 @@ type kvNode struct {
 // running.
 func startNode(cfg nodeConfig) (_ *kvNode, err error) {
 	var cleanup []func() error
+	for _, ln := range []net.Listener{cfg.RaftListener, cfg.HTTPListener} {
+		if ln != nil {
+			cleanup = append(cleanup, ln.Close)
+		}
+	}
 	defer func() {
 		if err != nil {
 			for i := len(cleanup) - 1; i >= 0; i-- {
@@ -155,12 +167,17 @@ func startNode(cfg nodeConfig) (_ *kvNode, err error) {
 		return nil, fmt.Errorf("bootstrapping node %d: %w", cfg.ID, err)
 	}
 	// Listen before starting raft, so the real address (port 0 in tests) is
-	// known when this node, as leader, records it in the log.
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
-	if err != nil {
-		return nil, fmt.Errorf("node %d: %w", cfg.ID, err)
+	// known when this node, as leader, records it in the log. An inherited
+	// socket may be bound to a wildcard or be reached through a forwarded
+	// port, so its own address is not necessarily what clients dial.
+	ln, httpAddr := cfg.HTTPListener, cfg.HTTPAddr
+	if ln == nil {
+		if ln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+			return nil, fmt.Errorf("node %d: %w", cfg.ID, err)
+		}
+		cleanup = append(cleanup, ln.Close)
+		httpAddr = ln.Addr().String()
 	}
-	cleanup = append(cleanup, ln.Close)
 
 	sm := newKVStateMachine(defaultSessionTTL)
 	rn, err := raft.NewNode(raft.Config{
@@ -172,7 +189,7 @@ func startNode(cfg nodeConfig) (_ *kvNode, err error) {
 		return nil, err
 	}
 	n := &kvNode{
-		id: cfg.ID, raft: rn, sm: sm, httpAddr: ln.Addr().String(), logger: cfg.Logger, recovered: recovered,
+		id: cfg.ID, raft: rn, sm: sm, httpAddr: httpAddr, logger: cfg.Logger, recovered: recovered,
 		closeTransport: closeTransport, closeStorage: closeStorage,
 		served: make(chan struct{}),
 	}

@@ -37,7 +37,10 @@ type e2eCluster struct {
 	peers string   // the --peers flag
 	raft  []string // raft address of node i+1
 	http  []string // HTTP address of node i+1
-	procs []*e2eProc
+	// rafts and https are node i+1's raft and HTTP sockets, held by the
+	// test and handed to each process started as that node.
+	rafts, https []*heldSocket
+	procs        []*e2eProc
 }
 
 // e2eProc is one running (or exited) node process.
@@ -70,14 +73,21 @@ func buildKVD(t *testing.T) string {
 	return bin
 }
 
-// newE2ECluster builds the binary and picks addresses for size nodes; it
+// newE2ECluster builds the binary and opens the sockets of size nodes; it
 // starts none. Every process still running when the test ends is killed.
 func newE2ECluster(t *testing.T, size int) *e2eCluster {
-	addrs := freeAddrs(t, 2*size)
-	c := &e2eCluster{t: t, bin: buildKVD(t), dir: t.TempDir(), raft: addrs[:size], http: addrs[size:]}
+	socks := holdSockets(t, 2*size)
+	c := &e2eCluster{t: t, bin: buildKVD(t), dir: t.TempDir(), rafts: socks[:size], https: socks[size:]}
 	var peers []string
-	for i, a := range c.raft {
-		peers = append(peers, fmt.Sprintf("%d=%s", i+1, a))
+	for i, h := range socks {
+		// A node not started yet fails its peers' dials at once.
+		h.drain()
+		if i < size {
+			c.raft = append(c.raft, h.addr)
+			peers = append(peers, fmt.Sprintf("%d=%s", i+1, h.addr))
+		} else {
+			c.http = append(c.http, h.addr)
+		}
 	}
 	c.peers = strings.Join(peers, ",")
 	c.procs = make([]*e2eProc, size)
@@ -95,8 +105,8 @@ func newE2ECluster(t *testing.T, size int) *e2eCluster {
 	return c
 }
 
-// start starts node id with its data directory; restarting a node gives it
-// the same flags, so it recovers from the same --data.
+// start starts node id with its data directory and its sockets; restarting
+// a node gives it the same flags, so it recovers from the same --data.
 func (c *e2eCluster) start(id int) {
 	c.t.Helper()
 	out := filepath.Join(c.dir, fmt.Sprintf("node%d.log", id))
@@ -105,15 +115,29 @@ func (c *e2eCluster) start(id int) {
 		c.t.Fatal(err)
 	}
 	defer f.Close() // the child has its own copy
-	cmd := exec.Command(c.bin, "--id", fmt.Sprint(id), "--raft-addr", c.raft[id-1],
-		"--http-addr", c.http[id-1], "--peers", c.peers, "--data", filepath.Join(c.dir, fmt.Sprintf("data%d", id)))
+	raftSock, httpSock := c.rafts[id-1], c.https[id-1]
+	// ExtraFiles become the child's descriptors 3, 4, ...
+	cmd := exec.Command(c.bin, "--id", fmt.Sprint(id), "--raft-addr", c.raft[id-1], "--raft-listen-fd", "3",
+		"--http-addr", c.http[id-1], "--http-listen-fd", "4",
+		"--peers", c.peers, "--data", filepath.Join(c.dir, fmt.Sprintf("data%d", id)))
+	cmd.ExtraFiles = []*os.File{raftSock.file(c.t), httpSock.file(c.t)}
 	// An *os.File is handed to the child as is: no copying goroutines.
 	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	for _, ef := range cmd.ExtraFiles {
+		ef.Close() // the child has its own copies
+	}
+	if err != nil {
 		c.t.Fatal(err)
 	}
 	p := &e2eProc{id: id, cmd: cmd, out: out, exited: make(chan struct{})}
-	go func() { p.err = cmd.Wait(); close(p.exited) }()
+	go func() {
+		p.err = cmd.Wait()
+		// Whatever ended the process, its ports stay held by the test.
+		raftSock.drain()
+		httpSock.drain()
+		close(p.exited)
+	}()
 	c.procs[id-1] = p
 }
 

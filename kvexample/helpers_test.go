@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -126,24 +125,4 @@ var eventually = testutil.Eventually
 // entry builds a log entry for state machine tests.
 func entry(index uint64, c command) raft.Entry {
 	return raft.Entry{Index: index, Term: 1, Type: raft.EntryNormal, Data: c.encode()}
-}
-
-// freeAddrs returns n loopback addresses whose ports were free a moment
-// ago.
-func freeAddrs(t *testing.T, n int) []string {
-	t.Helper()
-	var addrs []string
-	var lns []net.Listener
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		lns = append(lns, ln) // held open so the n ports differ
-		addrs = append(addrs, ln.Addr().String())
-	}
-	for _, ln := range lns {
-		ln.Close()
-	}
-	return addrs
 }

@@ -58,13 +58,14 @@ func TestNodeStartedOnAnotherNodesDataDirIsRefused(t *testing.T) {
 	if err := checkIdentity(data, 1, defaultClusterID); err != nil {
 		t.Fatal(err)
 	}
-	addrs := freeAddrs(t, 2)
+	socks := holdSockets(t, 2)
 	// Bounded, so a node that wrongly starts makes the test fail, not hang.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	var stderr strings.Builder
-	code := run(ctx, []string{"--id", "2", "--raft-addr", addrs[0], "--http-addr", addrs[1],
-		"--peers", "1=127.0.0.1:1,2=" + addrs[0], "--data", data}, io.Discard, &stderr)
+	args := append([]string{"--id", "2", "--peers", "1=127.0.0.1:1,2=" + socks[0].addr, "--data", data},
+		listenArgs(t, socks[0], socks[1])...)
+	code := run(ctx, args, io.Discard, &stderr)
 	if code != 1 || !strings.Contains(stderr.String(), "written by node 1") {
 		t.Fatalf("node 2 on node 1's data: exit %d, stderr %q; want 1 and an identity error", code, stderr.String())
 	}

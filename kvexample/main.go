@@ -25,6 +25,17 @@
 // (default 1): the TCP handshake refuses a peer from another cluster, so
 // two clusters sharing a network cannot mix up their messages.
 //
+// --raft-listen-fd N and --http-listen-fd N (multi-process mode, optional)
+// make the node serve raft or HTTP on an already listening socket it
+// inherited as file descriptor N, instead of binding --raft-addr or
+// --http-addr; those flags still say what the node publishes. A supervisor
+// or a test that keeps the sockets itself (os/exec's ExtraFiles: the first
+// extra file is descriptor 3) thereby never releases a port that another
+// program could take before the node binds it again:
+//
+//	./kvd --id 1 --raft-addr 127.0.0.1:7001 --raft-listen-fd 3 \
+//	      --http-addr 127.0.0.1:8001 --http-listen-fd 4 ...
+//
 // Files, in reading order: main.go (flags, startup, signals), cluster.go
 // (wiring a node together), server.go, routes.go, params.go and the
 // handlers*.go files (the HTTP API), command.go (how a write is encoded into
@@ -79,6 +90,9 @@ type options struct {
 	data     string
 	// clusterID is checked in every TCP handshake (multi-process mode).
 	clusterID uint64
+	// raftListenFD and httpListenFD are inherited listening sockets to
+	// serve on instead of binding the addresses (multi-process mode).
+	raftListenFD, httpListenFD fdFlag
 	// multi is true when any multi-process flag was given.
 	multi bool
 }
@@ -106,6 +120,8 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&peers, "peers", "", "multi-process mode: initial voters, self included, as id=host:port,...")
 	fs.StringVar(&o.data, "data", "", "data directory for the write-ahead log; single-process mode: optional, node i uses DIR/nodei")
 	fs.Uint64Var(&o.clusterID, "cluster-id", defaultClusterID, "multi-process mode: cluster ID, the same on every node; peers with another ID are refused")
+	fs.Var(&o.raftListenFD, "raft-listen-fd", "multi-process mode, optional: serve raft on the listening socket inherited as file descriptor `N` (3 or more) instead of binding --raft-addr, which peers still dial")
+	fs.Var(&o.httpListenFD, "http-listen-fd", "multi-process mode, optional: serve HTTP on the listening socket inherited as file descriptor `N` (3 or more) instead of binding --http-addr, which is still the address published to clients")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -116,8 +132,10 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	o.multi = set["id"] || set["raft-addr"] || set["http-addr"] || set["peers"]
 	if !o.multi {
-		if set["cluster-id"] {
-			return o, errors.New("--cluster-id is for the multi-process mode (with --id, --raft-addr, --http-addr, --peers)")
+		for _, name := range []string{"cluster-id", "raft-listen-fd", "http-listen-fd"} {
+			if set[name] {
+				return o, fmt.Errorf("--%s is for the multi-process mode (with --id, --raft-addr, --http-addr, --peers)", name)
+			}
 		}
 		if o.port < 0 || o.port > 65535-(localSize-1) {
 			return o, fmt.Errorf("--port %d out of range", o.port)
@@ -131,7 +149,76 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 		return o, errors.New("--cluster-id must be a positive integer")
 	}
 	o.id = raft.NodeID(id)
+	if err := checkListenFDs(o); err != nil {
+		return o, err
+	}
 	return o, validateMulti(&o, peers)
+}
+
+// fdFlag is the value of --raft-listen-fd or --http-listen-fd: a file
+// descriptor, if given. Its zero value prints as "", so --help shows no
+// made-up default.
+type fdFlag struct {
+	fd  int
+	set bool
+}
+
+// String implements flag.Value.
+func (f *fdFlag) String() string {
+	if !f.set {
+		return ""
+	}
+	return strconv.Itoa(f.fd)
+}
+
+// Set implements flag.Value.
+func (f *fdFlag) Set(s string) error {
+	fd, err := strconv.Atoi(s)
+	if err != nil {
+		return errors.New("not an integer")
+	}
+	f.fd, f.set = fd, true
+	return nil
+}
+
+// checkListenFDs checks --raft-listen-fd and --http-listen-fd.
+func checkListenFDs(o options) error {
+	for _, f := range []struct {
+		name string
+		fd   fdFlag
+	}{{"raft-listen-fd", o.raftListenFD}, {"http-listen-fd", o.httpListenFD}} {
+		// Taking over standard input, output or error would close it when
+		// the node stops, or on a mistake silence the node's own messages.
+		if f.fd.set && f.fd.fd < 3 {
+			return fmt.Errorf("--%s %d: want a descriptor of 3 or more (0, 1 and 2 are standard input, output and error)", f.name, f.fd.fd)
+		}
+	}
+	if o.raftListenFD.set && o.raftListenFD == o.httpListenFD {
+		return fmt.Errorf("--raft-listen-fd and --http-listen-fd are both %d: raft and HTTP need a socket each", o.raftListenFD.fd)
+	}
+	return nil
+}
+
+// inheritedListener takes over the listening socket inherited as file
+// descriptor fd (named after its flag in errors). The node then owns the
+// socket: the descriptor is closed here, and the listener's own copy when
+// the node stops.
+func inheritedListener(fd int, flagName string) (net.Listener, error) {
+	f := os.NewFile(uintptr(fd), flagName)
+	if f == nil {
+		return nil, fmt.Errorf("--%s %d: not a file descriptor", flagName, fd)
+	}
+	defer f.Close()
+	ln, err := net.FileListener(f)
+	if err != nil {
+		// The OpError around it only repeats the descriptor's name.
+		var op *net.OpError
+		if errors.As(err, &op) {
+			err = op.Err
+		}
+		return nil, fmt.Errorf("--%s %d: not a listening socket (%w)", flagName, fd, err)
+	}
+	return ln, nil
 }
 
 // validateMulti checks the multi-process flags and parses --peers.
@@ -237,10 +324,28 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 // runNode runs one node of a multi-process cluster until ctx ends.
 func runNode(ctx context.Context, o options, logger *slog.Logger, stdout io.Writer) error {
-	n, err := startNode(nodeConfig{
+	cfg := nodeConfig{
 		ID: o.id, HTTPAddr: o.httpAddr, RaftAddr: o.raftAddr, ClusterID: o.clusterID, Peers: o.peers, DataDir: o.data,
 		ElectionTimeout: time.Second, RequestTimeout: 5 * time.Second, Logger: logger,
-	})
+	}
+	if o.raftListenFD.set {
+		ln, err := inheritedListener(o.raftListenFD.fd, "raft-listen-fd")
+		if err != nil {
+			return err
+		}
+		cfg.RaftListener = ln
+	}
+	if o.httpListenFD.set {
+		ln, err := inheritedListener(o.httpListenFD.fd, "http-listen-fd")
+		if err != nil {
+			if cfg.RaftListener != nil {
+				cfg.RaftListener.Close()
+			}
+			return err
+		}
+		cfg.HTTPListener = ln
+	}
+	n, err := startNode(cfg)
 	if err != nil {
 		return err
 	}

@@ -123,11 +123,13 @@ func TestRunWithDataKeepsTheClusterStateAcrossRestarts(t *testing.T) {
 }
 
 func TestMultiProcessModeBootstrapsThenRecoversFromItsDataDir(t *testing.T) {
-	addrs := freeAddrs(t, 2)
+	socks := holdSockets(t, 2)
 	data := t.TempDir()
-	args := []string{"--id", "1", "--raft-addr", addrs[0], "--http-addr", addrs[1],
-		"--peers", "1=" + addrs[0], "--data", data, "--cluster-id", "42"}
-	stdout, stderr, stop := runInBackground(t, args...)
+	args := func(peers string) []string {
+		return append([]string{"--id", "1", "--peers", peers, "--data", data, "--cluster-id", "42"},
+			listenArgs(t, socks[0], socks[1])...)
+	}
+	stdout, stderr, stop := runInBackground(t, args("1="+socks[0].addr)...)
 	eventually(t, 10*time.Second, "the startup banner", func() bool { return strings.Contains(stdout.String(), "SIGTERM") })
 	if out := stdout.String(); !strings.Contains(out, "bootstrapped a new cluster: voters [1]") || !strings.Contains(out, "cluster 42") {
 		t.Errorf("first start does not report bootstrapping cluster 42:\n%s", out)
@@ -142,8 +144,7 @@ func TestMultiProcessModeBootstrapsThenRecoversFromItsDataDir(t *testing.T) {
 	}
 
 	// --peers is only a hint now: the log's configuration wins.
-	args[7] = "1=" + addrs[0] + ",2=127.0.0.1:1"
-	stdout, stderr, stop = runInBackground(t, args...)
+	stdout, stderr, stop = runInBackground(t, args("1="+socks[0].addr+",2=127.0.0.1:1")...)
 	eventually(t, 10*time.Second, "the startup banner", func() bool { return strings.Contains(stdout.String(), "SIGTERM") })
 	if out := stdout.String(); !strings.Contains(out, "recovered from "+data) || !strings.Contains(out, "voters [1]") {
 		t.Errorf("restart does not report recovering the log's one-voter configuration:\n%s", out)
@@ -162,14 +163,14 @@ func TestMultiProcessModeBootstrapsThenRecoversFromItsDataDir(t *testing.T) {
 }
 
 func TestSecondNodeOnTheSameDataDirIsRefused(t *testing.T) {
-	addrs := freeAddrs(t, 4)
+	socks := holdSockets(t, 4)
 	data := t.TempDir()
-	stdout, _, stop := runInBackground(t, "--id", "1", "--raft-addr", addrs[0], "--http-addr", addrs[1],
-		"--peers", "1="+addrs[0], "--data", data)
+	stdout, _, stop := runInBackground(t, append([]string{"--id", "1", "--peers", "1=" + socks[0].addr, "--data", data},
+		listenArgs(t, socks[0], socks[1])...)...)
 	eventually(t, 10*time.Second, "the startup banner", func() bool { return strings.Contains(stdout.String(), "SIGTERM") })
 	var stderr bytes.Buffer
-	code := run(context.Background(), []string{"--id", "1", "--raft-addr", addrs[2], "--http-addr", addrs[3],
-		"--peers", "1=" + addrs[2], "--data", data}, io.Discard, &stderr)
+	code := run(context.Background(), append([]string{"--id", "1", "--peers", "1=" + socks[2].addr, "--data", data},
+		listenArgs(t, socks[2], socks[3])...), io.Discard, &stderr)
 	if code != 1 || !strings.Contains(stderr.String(), "locked") {
 		t.Fatalf("second node on %s: exit %d, stderr %q; want 1 and a lock error", data, code, stderr.String())
 	}
@@ -219,6 +220,11 @@ func TestInvalidFlagsAreRejectedWithExitCode2(t *testing.T) {
 		"port in multi mode":     append(with("", ""), "--port", "9000"),
 		"zero cluster id":        append(with("", ""), "--cluster-id", "0"),
 		"cluster id alone":       {"--cluster-id", "7"},
+		"listen fd alone":        {"--http-listen-fd", "3"},
+		"stdout as listen fd":    append(with("", ""), "--raft-listen-fd", "1"),
+		"negative listen fd":     append(with("", ""), "--http-listen-fd", "-1"),
+		"one fd for both":        append(with("", ""), "--raft-listen-fd", "5", "--http-listen-fd", "5"),
+		"listen fd not a number": append(with("", ""), "--raft-listen-fd", "three"),
 	}
 	for name, args := range cases {
 		if code := run(context.Background(), args, io.Discard, io.Discard); code != 2 {
