@@ -111,9 +111,9 @@ type core struct {
 	leaseReads            uint64 // served on the lease, for Status
 	// ticksSinceStart counts election ticks since the core was built.
 	ticksSinceStart int
-	voter            bool // whether this node votes in config
-	peers            []*progress
-	self             progress // the leader's own match (its durable log)
+	voter           bool // whether this node votes in config
+	peers           []*progress
+	self            progress // the leader's own match (its durable log)
 
 	votes map[NodeID]bool
 
