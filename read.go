@@ -59,16 +59,23 @@ func (c *core) readIndex(id uint64) {
 	}
 }
 
-// forwardRead queues a follower's read for the leader's read index.
+// forwardRead queues a follower's read for the leader's read index: it
+// goes with the next MsgReadIndex, all queued reads together.
 func (c *core) forwardRead(id uint64) {
+	c.reads.queued = append(c.reads.queued, id)
+	c.sendForwardedReads()
+}
+
+// sendForwardedReads asks the leader for a read index for every queued
+// read, unless a request is outstanding (its answer sends the next).
+func (c *core) sendForwardedReads() {
 	q := &c.reads
-	if q.fwdSeq != 0 {
-		q.queued = append(q.queued, id)
+	if q.fwdSeq != 0 || len(q.queued) == 0 {
 		return
 	}
 	c.readSeq++
 	q.fwdSeq, q.fwdAge = c.readSeq, 0
-	q.forwarded = append(q.forwarded[:0], id)
+	q.forwarded, q.queued = append(q.forwarded[:0], q.queued...), q.queued[:0]
 	c.send(Message{Type: MsgReadIndex, To: c.leader, ReadSeq: q.fwdSeq})
 }
 
@@ -87,13 +94,7 @@ func (c *core) handleReadIndexResp(m Message) {
 		c.out.reads = append(c.out.reads, readDone{id: id, index: index, lost: m.Reject})
 	}
 	q.forwarded, q.fwdSeq = q.forwarded[:0], 0
-	if len(q.queued) > 0 {
-		queued := slices.Clone(q.queued)
-		q.queued = q.queued[:0]
-		for _, id := range queued {
-			c.forwardRead(id)
-		}
-	}
+	c.sendForwardedReads()
 }
 
 // resendForwardedRead repeats a follower's MsgReadIndex that went
