@@ -25,6 +25,7 @@ const (
 	bugLeaseIgnoresDrift        = false
 	bugLeaseAcrossTransfer      = false
 	bugFollowerReadsOwnCommit   = false
+	bugReadWithoutQuorum        = false
 	plantedBugsAvailable        = false
 )
 

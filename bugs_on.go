@@ -29,6 +29,7 @@ var (
 	bugLeaseIgnoresDrift        bool
 	bugLeaseAcrossTransfer      bool
 	bugFollowerReadsOwnCommit   bool
+	bugReadWithoutQuorum        bool
 )
 
 const plantedBugsAvailable = true
@@ -50,6 +51,12 @@ var plantedBugs = map[string]*bool{
 	"concurrent-config-changes":  &bugConcurrentConfChanges,
 	"leader-stays-after-removal": &bugLeaderStaysAfterRemoval,
 	"vote-from-non-voter":        &bugVoteFromNonVoter,
+
+	"lease-from-acks":              &bugLeaseFromAcks,
+	"lease-ignores-drift":          &bugLeaseIgnoresDrift,
+	"lease-across-transfer":        &bugLeaseAcrossTransfer,
+	"follower-read-before-applied": &bugFollowerReadsOwnCommit,
+	"read-without-quorum":          &bugReadWithoutQuorum,
 }
 
 // PlantedBugs lists the bugs PlantBug accepts.

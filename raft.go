@@ -254,6 +254,11 @@ type Status struct {
 	// Transferring: the node it is handing leadership to.
 	Lease        bool
 	Transferring NodeID
+	// RefusesVotes: this node would refuse a vote request now, because it
+	// heard from its leader within an election timeout (with CheckQuorum)
+	// or restarted less than one ago (with lease reads): the promise a
+	// leader's lease rests on.
+	RefusesVotes bool
 	// Err is set once the node stopped because its storage failed.
 	Err     error
 	Metrics Metrics

@@ -269,7 +269,7 @@ func (c *Core) Status() Status {
 		Commit: k.log.committed, Applied: k.log.applied, LastIndex: k.log.lastIndex(),
 		FirstIndex: k.log.firstIndex(), SnapshotIndex: k.snap.Index,
 		Config: k.config, ConfigIndex: k.configAt, Err: k.failed,
-		Lease: k.leaseValid(),
+		Lease: k.leaseValid(), RefusesVotes: k.role != Leader && (k.inLease() || k.restartVoteHold()),
 	}
 	if k.transfer != nil {
 		st.Transferring = k.transfer.target

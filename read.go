@@ -139,7 +139,10 @@ func (c *core) startReads() {
 		return // wait for our no-op to commit
 	}
 	index := c.log.committed
-	if c.quorum() == 1 && c.voter {
+	if (c.quorum() == 1 && c.voter) || bugReadWithoutQuorum {
+		if bugReadWithoutQuorum && c.quorum() > 1 {
+			bugHit("read-without-quorum") // planted bug: on its own authority
+		}
 		for _, r := range q.unstarted {
 			c.finishRead(r, index, false)
 		}

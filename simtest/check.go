@@ -76,6 +76,37 @@ func (c *checker) events(n *simNode, evs []raft.Event) {
 	}
 }
 
+// leaseRead checks a read node n serves on its lease: no leader of a later
+// term may have been elected, since the lease rests on a quorum's promise
+// to vote for no one until it ends.
+func (c *checker) leaseRead(n *simNode) {
+	st := n.core.Status()
+	if st.Role != raft.Leader {
+		return
+	}
+	for term, leader := range c.leaders {
+		if term > st.Term {
+			c.fail("node %d served a lease read in term %d, after node %d was elected in term %d", n.id, st.Term, leader, term)
+			return
+		}
+	}
+	// The lease is safe only while a quorum of the voters would still
+	// refuse to elect anyone else: the leader, the followers that promised
+	// (heard from it within an election timeout, or restarted less than
+	// one ago), and those down, which cannot vote at all.
+	voters := st.Config.Voters()
+	promising := 0
+	for _, id := range voters {
+		m := c.sim.nodes[id-1]
+		if m == n || !m.up || m.core.Status().RefusesVotes {
+			promising++
+		}
+	}
+	if promising < len(voters)/2+1 {
+		c.fail("node %d served a lease read in term %d while only %d of voters %v would refuse to elect another leader", n.id, st.Term, promising, voters)
+	}
+}
+
 // vote records that voter voted for candidate in term and checks it is the
 // only candidate voter votes for in that term, whatever crashes happened in
 // between (Raft §5.2: a vote is durable before it is promised).

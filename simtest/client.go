@@ -17,6 +17,11 @@ type simClient struct {
 	busy    bool
 	attempt int
 	op      Op
+	// A sticky reader only reads, from stickyNode, until stickyUntil: the
+	// client that keeps reading from a node that still believes it leads
+	// after the cluster moved on, where read-path bugs show.
+	stickyNode  int
+	stickyUntil int64
 }
 
 // reply is a node's answer to a client.
@@ -39,8 +44,40 @@ func (s *sim) clientIssue(e *event) {
 	c.busy = true
 	c.attempt++
 	c.op = Op{Client: c.id, Input: s.randomInput(), Call: s.now}
-	s.schedule(clientTimeout, event{kind: evClientTimeout, client: c.id, attempt: c.attempt})
-	s.schedule(clientLink, event{kind: evClientRequest, client: c.id, attempt: c.attempt, node: c.target})
+	target, timeout := c.target, clientTimeout
+	switch {
+	case s.now < c.stickyUntil:
+		// A sticky reader gives up soon and asks again, so reads keep
+		// arriving while the node it sticks to is cut off or paused.
+		c.op.Input = Input{Kind: OpGet, Key: c.op.Input.Key}
+		target, timeout = c.stickyNode, stickyReadTimeout
+	case c.op.Input.Kind == OpGet && s.rng.IntN(2) == 0:
+		target = s.rng.IntN(s.slots) // a follower read, as often as not
+	}
+	if c.op.Input.Kind == OpGet && s.tuning.Lease {
+		// Sticky readers read on the lease: they test it where it ends.
+		c.op.Input.Lease = s.now < c.stickyUntil || s.rng.IntN(2) == 0
+	}
+	s.schedule(timeout, event{kind: evClientTimeout, client: c.id, attempt: c.attempt})
+	s.schedule(clientLink, event{kind: evClientRequest, client: c.id, attempt: c.attempt, node: target})
+}
+
+// stickyReadTimeout is how long a sticky reader waits for an answer.
+const stickyReadTimeout = 150 * time.Millisecond
+
+// stickyReaders makes some clients read only from node i for a while,
+// leaving one to write: i was just cut off, paused, or handed leadership
+// over, and a bug that lets it answer reads on its own shows then.
+func (s *sim) stickyReaders(i int) {
+	for k, c := range s.clients {
+		if k > 0 && s.rng.IntN(2) == 0 {
+			c.stickyNode, c.stickyUntil = i, s.now+int64(s.between(500*time.Millisecond, 3*time.Second))
+		} else if c.target == i {
+			// The writers move on, and find the new leader by hints: the
+			// writes the readers must not miss happen elsewhere.
+			c.target = (i + 1) % s.slots
+		}
+	}
 }
 
 // clientRequest is a request arriving at a node.
@@ -59,8 +96,14 @@ func (s *sim) clientRequest(e *event) {
 	if c.op.Input.Kind == OpGet {
 		n.nextRead++
 		n.reads[n.nextRead] = ref
-		n.core.ReadIndex(n.nextRead)
+		if c.op.Input.Lease {
+			n.leaseRead = n.nextRead
+			n.core.LeaseRead(n.nextRead)
+		} else {
+			n.core.ReadIndex(n.nextRead)
+		}
 		s.flush(e.node)
+		n.leaseRead = 0
 		return
 	}
 	index, term, err := n.core.Propose(encodeInput(c.op.Input))

@@ -30,6 +30,8 @@ type Input struct {
 	Old   string // cas: the expected value
 	// OldAbsent: cas expects the key to be absent.
 	OldAbsent bool
+	// Lease: a get served on the leader's lease when it holds one.
+	Lease bool
 }
 
 // Output is what the cluster answered.

@@ -67,6 +67,23 @@ type keyState struct {
 // failure it writes porcupine's visualization and names the file.
 func checkLinearizable(t testing.TB, r Result) {
 	t.Helper()
+	res, info := linearizable(r, 30*time.Second)
+	switch res {
+	case porcupine.Ok:
+	case porcupine.Illegal:
+		path := filepath.Join(os.TempDir(), fmt.Sprintf("raftline-sim-seed%d-n%d.html", r.Seed, r.Nodes))
+		if err := porcupine.VisualizePath(kvModel, info, path); err != nil {
+			t.Errorf("writing visualization: %v", err)
+		}
+		t.Errorf("seed %d (%d nodes): client history is not linearizable; visualization: %s\nreplay: %s",
+			r.Seed, r.Nodes, path, replayCommand(r))
+	default:
+		t.Logf("seed %d: linearizability check timed out on %d ops", r.Seed, len(r.History))
+	}
+}
+
+// linearizable runs porcupine on a run's client history.
+func linearizable(r Result, timeout time.Duration) (porcupine.CheckResult, porcupine.LinearizationInfo) {
 	ops := make([]porcupine.Operation, 0, len(r.History))
 	var end int64
 	for _, op := range r.History {
@@ -79,19 +96,7 @@ func checkLinearizable(t testing.TB, r Result) {
 		}
 		ops = append(ops, p)
 	}
-	res, info := porcupine.CheckOperationsVerbose(kvModel, ops, 30*time.Second)
-	switch res {
-	case porcupine.Ok:
-	case porcupine.Illegal:
-		path := filepath.Join(os.TempDir(), fmt.Sprintf("raftline-sim-seed%d-n%d.html", r.Seed, r.Nodes))
-		if err := porcupine.VisualizePath(kvModel, info, path); err != nil {
-			t.Errorf("writing visualization: %v", err)
-		}
-		t.Errorf("seed %d (%d nodes): client history is not linearizable; visualization: %s\nreplay: %s",
-			r.Seed, r.Nodes, path, replayCommand(r))
-	default:
-		t.Logf("seed %d: linearizability check timed out on %d ops", r.Seed, len(ops))
-	}
+	return porcupine.CheckOperationsVerbose(kvModel, ops, timeout)
 }
 
 func TestLinearizabilityCheckerRejectsStaleRead(t *testing.T) {

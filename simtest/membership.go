@@ -40,7 +40,12 @@ func (s *sim) membership() {
 		return
 	}
 	leader := s.currentLeader()
-	if leader < 0 {
+	if leader < 0 || s.paused(leader) {
+		return
+	}
+	s.stamp(leader)
+	if s.rng.IntN(4) == 0 {
+		s.transfer(leader)
 		return
 	}
 	s.changeMembership(leader)
@@ -109,6 +114,32 @@ func (s *sim) changeMembership(i int) {
 }
 
 func (s *sim) pick(ids []raft.NodeID) raft.NodeID { return ids[s.rng.IntN(len(ids))] }
+
+// transfer hands leadership from the leader at index i to a random voter,
+// cut off or crashed ones included, or to the most caught-up one; readers
+// then keep reading from the old leader, where a lease kept across the
+// transfer would answer stale reads.
+func (s *sim) transfer(i int) {
+	n := s.nodes[i]
+	var to raft.NodeID
+	if voters := n.core.Status().Config.Voters(); s.rng.IntN(2) == 0 && len(voters) > 0 {
+		to = s.pick(voters)
+	}
+	target, err := n.core.TransferLeadership(to)
+	if err != nil {
+		s.tracef("node %d refuses transfer to %d: %v", n.id, to, err)
+		return
+	}
+	s.tracef("node %d transfers leadership to %d", n.id, target)
+	s.memberStats.Transfers++
+	s.stickyReaders(i)
+	s.flush(i)
+	if !s.opts.NoFaults && s.rng.IntN(2) == 0 {
+		// The old leader stalls right after handing over (a GC pause):
+		// on waking it must not serve reads on a lease it gave up.
+		s.pause(i, s.between(300*time.Millisecond, 2*time.Second))
+	}
+}
 
 // logConfig returns the configuration node n's own log puts in force: the
 // latest configuration entry in it, committed or not (the rule the core
@@ -257,5 +288,5 @@ func (c *checker) oneChangeAtATime() {
 
 // MemberStats counts a run's membership changes.
 type MemberStats struct {
-	Proposed, Refused int
+	Proposed, Refused, Transfers int
 }

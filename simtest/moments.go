@@ -21,6 +21,9 @@ const (
 	// momentSnapshot: a snapshot became durable on the node, was installed
 	// in its state machine, or its log was compacted behind one.
 	momentSnapshot
+	// momentHeartbeat: as leader, the node sent a heartbeat round; the
+	// answers are in flight.
+	momentHeartbeat
 )
 
 // The moments each reactive fault strikes at. A crash matters where losing
@@ -53,6 +56,13 @@ func (s *sim) atMoment(i int) bool {
 		d := s.between(200*time.Millisecond, 3*time.Second)
 		s.isolatedUntil[i] = max(s.isolatedUntil[i], s.now+int64(d))
 		s.tracef("isolate node %d for %v", n.id, d.Round(time.Millisecond))
+		s.stickyReaders(i)
+	}
+	if ms&momentHeartbeat != 0 && s.net.pauseRate > 0 && !s.paused(i) && s.rng.Float64() < s.net.pauseRate {
+		// A GC pause right after a heartbeat round: the answers wait for
+		// the process, which must not take them for a fresh lease.
+		s.pause(i, s.between(time.Second, 3*time.Second))
+		s.stickyReaders(i)
 	}
 	if ms&momentCampaign != 0 && s.net.lagRate > 0 && s.rng.Float64() < s.net.lagRate {
 		d := s.between(500*time.Millisecond, 3*time.Second)

@@ -57,12 +57,22 @@ const (
 	// receive queue): a candidate whose grants arrive after it has moved on
 	// to a later term sees stale votes.
 	FaultLagAtMoment
+	// FaultPauseAtMoment stops a leader's process, with probability Rate,
+	// right after it sends a heartbeat round, for 1 to 3 s: the answers
+	// arrive while it sleeps, and must not renew its lease when it wakes.
+	// Rate stays low, as a leader sends a round every tick.
+	FaultPauseAtMoment
+	// FaultPause stops node From's process (whoever leads when From is
+	// 0) for the fault's duration while its clock runs on, as a long GC
+	// pause or a stalled VM does: a leader waking up must know its lease
+	// ran out.
+	FaultPause
 
 	faultKinds
 )
 
 var faultNames = [...]string{"partition", "one-way", "crash", "drop", "duplicate", "slow", "churn", "crash-points", "crash-after-promise",
-	"isolate-at-moment", "lag-at-moment"}
+	"isolate-at-moment", "lag-at-moment", "pause-at-moment", "pause"}
 
 // Fault is one failure, active during [At, At+For).
 type Fault struct {
@@ -88,6 +98,11 @@ func (f Fault) String() string {
 		what = fmt.Sprintf("crash %d", f.From)
 		if f.From == 0 {
 			what = "crash-leader"
+		}
+	case FaultPause:
+		what = fmt.Sprintf("pause %d", f.From)
+		if f.From == 0 {
+			what = "pause-leader"
 		}
 	case FaultChurn:
 		what = "churn"
@@ -146,6 +161,15 @@ func GenerateFaults(rng *rand.Rand, nodes int, healAt time.Duration) []Fault {
 			}
 		case FaultCrashPoints:
 			f.Rate = 0.002 + 0.02*rng.Float64()
+		case FaultPause:
+			if rng.IntN(2) == 0 {
+				f.From = 1 + rng.IntN(nodes)
+			}
+			f.For = 200*time.Millisecond + time.Duration(rng.Int64N(int64(2800*time.Millisecond)))
+		case FaultPauseAtMoment:
+			f.At = time.Duration(rng.Int64N(int64(healAt / 3)))
+			f.For = healAt/2 + time.Duration(rng.Int64N(int64(healAt/2)))
+			f.Rate = 0.01 + 0.04*rng.Float64()
 		case FaultIsolateAtMoment, FaultLagAtMoment:
 			// They strike only at moments, so they run for most of the
 			// faulty period at high rates: a bug may need several strikes
@@ -181,8 +205,9 @@ type netState struct {
 	// promiseCrashRate is the chance a node crashes right after a promise.
 	promiseCrashRate float64
 	// isolateRate and lagRate: the chances a critical moment isolates the
-	// node or lags its inbound messages.
-	isolateRate, lagRate float64
+	// node or lags its inbound messages; pauseRate that a leader's process
+	// stops right after a heartbeat round.
+	isolateRate, lagRate, pauseRate float64
 }
 
 func newNetState(nodes int) netState {
@@ -229,6 +254,8 @@ func (s *sim) recompute() {
 			net.isolateRate = max(net.isolateRate, f.Rate)
 		case FaultLagAtMoment:
 			net.lagRate = max(net.lagRate, f.Rate)
+		case FaultPauseAtMoment:
+			net.pauseRate = max(net.pauseRate, f.Rate)
 		}
 	}
 	s.net = net
@@ -249,7 +276,7 @@ func isReply(t raft.MessageType) bool {
 // (node 1 if none does).
 func (s *sim) resolveLeaderTarget(i int) {
 	f := &s.faults[i]
-	targets := (f.Kind == FaultCrash && f.From == 0) || (f.Kind == FaultPartition && f.Sides == nil)
+	targets := ((f.Kind == FaultCrash || f.Kind == FaultPause) && f.From == 0) || (f.Kind == FaultPartition && f.Sides == nil)
 	if !targets {
 		return
 	}
@@ -261,7 +288,7 @@ func (s *sim) resolveLeaderTarget(i int) {
 			}
 		}
 	}
-	if f.Kind == FaultCrash {
+	if f.Kind == FaultCrash || f.Kind == FaultPause {
 		f.From = leader
 		return
 	}
@@ -278,6 +305,16 @@ func (s *sim) startFault(i int) {
 	s.active[i] = true
 	if f.Kind == FaultCrash && validNode(f.From, s.slots) {
 		s.crash(f.From - 1)
+	}
+	if f.Kind == FaultPause && validNode(f.From, s.slots) {
+		s.pause(f.From-1, f.For)
+		s.stickyReaders(f.From - 1)
+	}
+	if f.Kind == FaultPartition && s.faults[i].Sides != nil && len(s.faults[i].Sides) == s.slots {
+		// Readers stick to whoever led, now maybe cut off.
+		if leader := s.currentLeader(); leader >= 0 {
+			s.stickyReaders(leader)
+		}
 	}
 	if f.Kind == FaultChurn {
 		s.schedule(s.between(20*time.Millisecond, 300*time.Millisecond), event{kind: evChurn, fault: i})

@@ -42,6 +42,8 @@ type simNode struct {
 	recv      *simSnapshot
 	// decommissioned: removed and stopped for good (membership.go).
 	decommissioned bool
+	// leaseRead is the id of the lease read being issued, while it is.
+	leaseRead uint64
 }
 
 // pendingWrite is one ready's persistence plus the messages that wait for it.
@@ -98,19 +100,22 @@ func (s *sim) boot(i int) {
 	if !ok {
 		return
 	}
-	core, err := raft.NewCore(raft.CoreConfig{
+	cfg := raft.CoreConfig{
 		ID: n.id, ElectionTicks: electionTicks,
 		MaxInflightMsgs: s.tuning.Window, MaxEntriesPerMsg: s.tuning.Batch,
 		DisablePreVote: s.tuning.NoPreVote, DisableCheckQuorum: s.tuning.NoCheckQuorum,
 		Rand:     rand.NewPCG(s.rng.Uint64(), s.rng.Uint64()),
 		Snapshot: snap, SnapshotTrailing: s.tuning.SnapTrailing,
 		SnapshotChunkSize: s.tuning.SnapChunk, MaxSnapshotInflight: s.tuning.SnapInflight,
-	}, n.store)
+	}
+	s.leaseConfig(&cfg)
+	core, err := raft.NewCore(cfg, n.store)
 	if err != nil {
 		s.fail(fmt.Errorf("node %d cannot restart: %w", n.id, err))
 		return
 	}
 	n.core, n.up = core, true
+	core.SetClock(s.local(i))
 	n.writes, n.diskFree = nil, s.now
 	n.applied, n.commit, n.meta = snap.Index, 0, snap
 	n.sinceSnap, n.snapBusy, n.recv = 0, false, nil
@@ -119,8 +124,8 @@ func (s *sim) boot(i int) {
 	}
 	n.proposals, n.reads, n.readsReady = map[uint64]clientRef{}, map[uint64]clientRef{}, nil
 	// Each incarnation's timers start at a random phase.
-	s.schedule(s.between(0, tickEvery), event{kind: evTickElection, node: i, inc: n.inc})
-	s.schedule(s.between(0, tickEvery), event{kind: evTickHeartbeat, node: i, inc: n.inc})
+	s.schedule(s.between(0, s.localInterval(i, tickEvery)), event{kind: evTickElection, node: i, inc: n.inc})
+	s.schedule(s.between(0, s.localInterval(i, tickEvery)), event{kind: evTickHeartbeat, node: i, inc: n.inc})
 	s.check.observeCommit(n)
 }
 
@@ -159,13 +164,17 @@ func (s *sim) tick(e *event) {
 	if !n.up || n.inc != e.inc {
 		return
 	}
+	// A paused process misses its ticks; its ticker goes on.
+	s.schedule(s.localInterval(e.node, tickEvery), event{kind: e.kind, node: e.node, inc: e.inc})
+	if s.paused(e.node) {
+		return
+	}
 	if e.kind == evTickElection {
 		n.core.TickElection()
 	} else {
 		n.core.TickHeartbeat()
 	}
 	s.flush(e.node)
-	s.schedule(tickEvery, event{kind: e.kind, node: e.node, inc: e.inc})
 }
 
 func (s *sim) deliver(e *event) {
@@ -230,6 +239,8 @@ func (s *sim) emit(n *simNode, m raft.Message) {
 	case m.Type == raft.MsgVoteResp && !m.Reject:
 		s.check.vote(m.From, m.To, m.Term)
 		n.noteMoment(momentVote)
+	case m.Type == raft.MsgHeartbeat:
+		n.noteMoment(momentHeartbeat)
 	}
 	s.send(m)
 }
@@ -355,6 +366,11 @@ func (s *sim) readStates(i int, reads []raft.ReadState) {
 			continue
 		}
 		delete(n.reads, r.ID)
+		if r.ID == n.leaseRead && !r.Lost {
+			// Answered at once: served on the lease (a leader's own
+			// round takes a round trip).
+			s.check.leaseRead(n)
+		}
 		if r.Lost {
 			s.replyToClient(i, ref, reply{retry: true, hint: n.core.Status().Leader})
 			continue

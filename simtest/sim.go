@@ -66,6 +66,10 @@ type Tuning struct {
 	SnapTrailing uint64
 	SnapChunk    uint64
 	SnapInflight int
+	// Drift bounds how much faster one node's clock runs than another's,
+	// and Lease turns lease reads on (with CheckQuorum).
+	Drift float64
+	Lease bool
 }
 
 func (o *Options) setDefaults() {
@@ -154,6 +158,11 @@ type sim struct {
 	// slots is how many nodes the run has: Nodes initial voters, then
 	// spares.
 	slots int
+	// clocks are the nodes' clocks; pausedUntil when each paused process
+	// resumes (clocks.go).
+	clocks      []nodeClock
+	pausedUntil []int64
+	resumeAt    map[resumeKey]int64
 }
 
 type eventKind uint8
@@ -239,6 +248,7 @@ func Run(opts Options) Result {
 		SnapChunk:    []uint64{8, 16, 64, 1 << 20}[s.rng.IntN(4)],
 		SnapInflight: []int{1, 2, 4}[s.rng.IntN(3)],
 	}
+	s.tuneLeases()
 	if opts.Tuning != nil {
 		s.tuning = *opts.Tuning
 	}
@@ -253,6 +263,7 @@ func Run(opts Options) Result {
 		s.faults = opts.Faults
 	default:
 		s.faults = GenerateFaults(s.rng, s.slots, opts.HealAt)
+		s.leaseFaults(opts.HealAt)
 	}
 	s.start()
 	s.loop()
@@ -266,6 +277,7 @@ func Run(opts Options) Result {
 }
 
 func (s *sim) start() {
+	s.drawClocks()
 	s.net = newNetState(s.slots)
 	s.isolatedUntil = make([]int64, s.slots)
 	s.lagUntil = make([]int64, s.slots)
@@ -307,6 +319,15 @@ func (s *sim) loop() {
 }
 
 func (s *sim) dispatch(e *event) {
+	switch e.kind {
+	case evDeliver, evDiskDone, evClientRequest:
+		if s.deferIfPaused(e) {
+			return
+		}
+		s.stamp(e.node)
+	case evTickElection, evTickHeartbeat:
+		s.stamp(e.node)
+	}
 	switch e.kind {
 	case evDeliver:
 		s.deliver(e)

@@ -72,6 +72,7 @@ func TestSim(t *testing.T) {
 				snaps = snaps.Add(r.Snaps)
 				members.Proposed += r.Members.Proposed
 				members.Refused += r.Members.Refused
+				members.Transfers += r.Members.Transfers
 				mu.Unlock()
 				done.Add(1)
 				if r.Err != nil {
