@@ -244,6 +244,10 @@ func (s *server) handleRemove(w http.ResponseWriter, r *http.Request) {
 		s.membershipError(w, r, err) // the last voter
 		return
 	}
+	if id == s.id {
+		s.handOverThenRedirect(ctx, w, r)
+		return
+	}
 	if !s.startChange(w, index) {
 		return
 	}
@@ -260,6 +264,23 @@ func (s *server) handleRemove(w http.ResponseWriter, r *http.Request) {
 	s.writeClusterView(ctx, w, r)
 }
 
+// handOverThenRedirect serves a leader's removal of itself: it hands
+// leadership over first and sends the client to the new leader, which
+// removes this node as a follower. The library could remove a leader
+// directly (it steps down once the change commits), but then proposals it
+// accepted after the change are cut off with an unknown outcome; a
+// transfer refuses new ones and answers every one it accepted.
+func (s *server) handOverThenRedirect(ctx context.Context, w http.ResponseWriter, r *http.Request) {
+	to, err := s.raft.TransferLeadership(ctx, raft.None)
+	if err != nil {
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("handing leadership over before removing this node failed: %v; retry", err))
+		return
+	}
+	s.waitHTTPAddr(ctx, to)
+	s.redirectToLeader(w, r, to)
+}
+
 // mustLead answers a request only the leader can serve with a redirect or
 // a 503 on any other node, and returns false there.
 func (s *server) mustLead(w http.ResponseWriter, r *http.Request) bool {
@@ -267,7 +288,7 @@ func (s *server) mustLead(w http.ResponseWriter, r *http.Request) bool {
 	if st.Role == raft.Leader {
 		return true
 	}
-	s.redirectToLeader(w, r, st.Leader)
+	s.redirectToLeader(w, r, s.leaderOrWait(r.Context(), st.Leader))
 	return false
 }
 

@@ -184,7 +184,8 @@ func TestRemovedNodesLearnTheyWereRemoved(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c, leader := startTestCluster(t)
 			victim := tc.victim(c, leader)
-			r := do(t, noRedirects, "POST", leader.URL()+"/cluster/remove", fmt.Sprintf(`{"id":%d}`, victim.id))
+			// The leader hands over first, and sends the client on.
+			r := do(t, followRedirects, "POST", leader.URL()+"/cluster/remove", fmt.Sprintf(`{"id":%d}`, victim.id))
 			if _, ok := clusterOf(t, r).roles()[uint64(victim.id)]; ok {
 				t.Fatalf("node %d still a member after its removal: %s", victim.id, r.body)
 			}

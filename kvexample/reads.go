@@ -75,7 +75,7 @@ func (s *server) readBarrier(w http.ResponseWriter, r *http.Request) bool {
 	// A follower whose leader went silent would wait the whole request
 	// timeout for an answer that is not coming.
 	if st := s.raft.Status(); st.Role != raft.Leader {
-		if _, silent := s.leaderSilence(st.Leader, time.Now()); silent || st.Leader == raft.None {
+		if _, silent := s.leaderSilence(st.Leader, time.Now()); silent {
 			s.redirectToLeader(w, r, st.Leader)
 			return false
 		}

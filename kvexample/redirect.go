@@ -25,11 +25,11 @@ func (s *server) raftError(w http.ResponseWriter, r *http.Request, err error, wr
 	}
 	switch {
 	case errors.As(err, &notLeader):
-		s.redirectToLeader(w, r, notLeader.Leader)
+		s.redirectToLeader(w, r, s.leaderOrWait(r.Context(), notLeader.Leader))
 	case errors.Is(err, raft.ErrTransferInProgress):
 		// Refused, so certainly not made: once the new leader is known the
 		// client may as well send it there.
-		s.redirectToLeader(w, r, s.leaderAfterTransfer(r.Context()))
+		s.redirectToLeader(w, r, s.leaderOrWait(r.Context(), s.leaderAfterTransfer(r.Context())))
 	case errors.Is(err, context.DeadlineExceeded):
 		writeError(w, http.StatusGatewayTimeout, "timed out waiting for the cluster"+unknown)
 	case errors.Is(err, raft.ErrOutcomeUnknown):
@@ -50,6 +50,12 @@ func (s *server) raftError(w http.ResponseWriter, r *http.Request, err error, wr
 func (s *server) redirectToLeader(w http.ResponseWriter, r *http.Request, leader raft.NodeID) {
 	var reason string
 	switch {
+	case leader == s.id && s.raft != nil && s.raft.Status().Role == raft.Leader:
+		// Elected while the request waited: the client may send it again,
+		// here, to the address it used.
+		w.Header().Set("Location", "http://"+r.Host+r.URL.RequestURI())
+		writeError(w, http.StatusTemporaryRedirect, fmt.Sprintf("node %d has just become the leader; send the request again", s.id))
+		return
 	case leader == raft.None || leader == s.id:
 		reason = fmt.Sprintf("node %d is not the leader and knows of no leader", s.id)
 	default:
@@ -69,6 +75,46 @@ func (s *server) redirectToLeader(w http.ResponseWriter, r *http.Request, leader
 	}
 	w.Header().Set("Retry-After", "1")
 	writeError(w, http.StatusServiceUnavailable, reason+"; retry shortly")
+}
+
+// leaderOrWait returns leader if a client can be sent there (another node,
+// whose HTTP address is known), else waits for one (awaitLeader).
+func (s *server) leaderOrWait(ctx context.Context, leader raft.NodeID) raft.NodeID {
+	if _, known := s.sm.HTTPAddr(leader); known && leader != s.id {
+		return leader
+	}
+	if next := s.awaitLeader(ctx); next != raft.None {
+		return next
+	}
+	return leader // for the 503's reason
+}
+
+// awaitLeader waits up to s.silentAfter for a leader a client can be sent
+// to, and returns it (None if none came): another node whose address is
+// known, or this one. A leadership transfer, or an election after a leader
+// stopped, leaves followers without a leader for a moment; a client sent
+// on a little later is better served than one told to retry.
+func (s *server) awaitLeader(ctx context.Context) raft.NodeID {
+	deadline := time.Now().Add(s.silentAfter)
+	for {
+		st := s.raft.Status()
+		if st.Role == raft.Leader {
+			return s.id
+		}
+		if st.Leader != raft.None && st.Leader != s.id {
+			if _, ok := s.sm.HTTPAddr(st.Leader); ok {
+				return st.Leader
+			}
+		}
+		if !time.Now().Before(deadline) {
+			return raft.None
+		}
+		select {
+		case <-ctx.Done():
+			return raft.None
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 // leaderSilence returns how long leader has been silent, and true, when

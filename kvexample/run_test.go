@@ -149,6 +149,9 @@ func TestMultiProcessModeBootstrapsThenRecoversFromItsDataDir(t *testing.T) {
 	if out := stdout.String(); !strings.Contains(out, "recovered from "+data) || !strings.Contains(out, "voters [1]") {
 		t.Errorf("restart does not report recovering the log's one-voter configuration:\n%s", out)
 	}
+	if msg := stderr.String(); !strings.Contains(msg, "the log wins") || !strings.Contains(msg, "node 2 is not a member") {
+		t.Errorf("restart with a --peers that lists node 2 does not warn that node 2 is not a member:\n%s", msg)
+	}
 	var r response
 	eventually(t, 10*time.Second, "the linearizable GET to succeed", func() bool {
 		r = do(t, followRedirects, "GET", getURL, "")
