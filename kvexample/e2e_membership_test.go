@@ -181,8 +181,9 @@ func (c *e2eCluster) removeServer(id int, via []int) clusterView {
 }
 
 // checkEveryMemberHasAll waits until every running node applied what the
-// leader committed, then lists the writer's keys on each, locally.
-func (c *e2eCluster) checkEveryMemberHasAll(acked map[string]string) {
+// leader committed, then lists the keys under prefix on each, locally, and
+// checks that each acknowledged write is there.
+func (c *e2eCluster) checkEveryMemberHasAll(acked map[string]string, prefix string) {
 	c.t.Helper()
 	leader := c.waitForLeader()
 	st, err := c.status(leader)
@@ -194,7 +195,7 @@ func (c *e2eCluster) checkEveryMemberHasAll(acked map[string]string) {
 			s, err := c.status(id)
 			return err == nil && s.AppliedIndex >= st.CommitIndex
 		})
-		got := c.listAll(id, "w-")
+		got := c.listAll(id, prefix)
 		for key, want := range acked {
 			if got[key] != want {
 				c.t.Fatalf("node %d: %s = %q, want %q (acknowledged)", id, key, got[key], want)
@@ -324,7 +325,7 @@ func TestClusterGrowsLosesItsLeaderAndReplacesItWithoutLosingAWrite(t *testing.T
 	if !slices.Contains(final.Removed, uint64(leader)) || !slices.Contains(final.Removed, uint64(victim)) {
 		t.Errorf("final removed IDs %v, want %d and %d among them", final.Removed, leader, victim)
 	}
-	c.checkEveryMemberHasAll(acked)
+	c.checkEveryMemberHasAll(acked, "w-")
 	t.Logf("every one of %d acknowledged writes is on each final member %v", len(acked), members)
 	for _, id := range c.live() {
 		if err := c.stop(id, syscall.SIGTERM); err != nil {
