@@ -112,7 +112,9 @@ func leaderHealth(st raft.Status) string {
 	if st.Transferring != raft.None {
 		msg += fmt.Sprintf(", handing leadership over to node %d", st.Transferring)
 	}
-	if len(unreachable) > 0 {
+	if len(unreachable) == 1 {
+		msg += "; cannot reach node " + unreachable[0]
+	} else if len(unreachable) > 1 {
 		msg += "; cannot reach nodes " + strings.Join(unreachable, ", ")
 	}
 	if len(snapshot) > 0 {
