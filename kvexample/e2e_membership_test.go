@@ -303,38 +303,55 @@ func TestClusterGrowsLosesItsLeaderAndReplacesItWithoutLosingAWrite(t *testing.T
 	})
 	members = append(members, 6)
 
-	// Restarted with the same flags, --join included, a node with state
-	// recovers from it.
-	if err := c.stop(6, syscall.SIGTERM); err != nil {
-		t.Fatalf("node 6 after SIGTERM: %v", err)
-	}
-	c.join(6, members[0])
-	eventually(t, 10*time.Second, "node 6 to recover", func() bool { return strings.Contains(c.output(6), "recovered from ") })
-	if !strings.Contains(c.output(6), "--join is ignored") {
-		t.Errorf("node 6 restarted with --join and state does not warn that --join is ignored:\n%s", c.output(6))
-	}
+	c.restartJoined(6, members[0])
 
 	acked := w.finish()
+	c.checkFinal(members, []int{leader, victim}, acked)
+	t.Logf("every one of %d acknowledged writes is on each final member %v", len(acked), members)
+}
+
+// restartJoined stops node id, which joined the cluster, and starts it
+// with the same flags, --join included: with state in --data, it recovers.
+func (c *e2eCluster) restartJoined(id, via int) {
+	c.t.Helper()
+	if err := c.stop(id, syscall.SIGTERM); err != nil {
+		c.t.Fatalf("node %d after SIGTERM: %v", id, err)
+	}
+	c.join(id, via)
+	eventually(c.t, 10*time.Second, fmt.Sprintf("node %d to recover", id), func() bool {
+		return strings.Contains(c.output(id), "recovered from ")
+	})
+	if !strings.Contains(c.output(id), "--join is ignored") {
+		c.t.Errorf("node %d restarted with --join and state does not warn that --join is ignored:\n%s", id, c.output(id))
+	}
+}
+
+// checkFinal checks the final configuration (members, with removed among
+// the retired IDs) and that every acknowledged write is on every member,
+// then stops the cluster and looks for data races.
+func (c *e2eCluster) checkFinal(members, removed []int, acked map[string]string) {
+	c.t.Helper()
 	final, err := c.cluster(c.waitForLeader())
 	if err != nil {
-		t.Fatal(err)
+		c.t.Fatal(err)
 	}
 	if got := final.roles(); len(got) != len(members) {
-		t.Fatalf("final configuration %v, want voters %v", got, members)
+		c.t.Fatalf("final configuration %v, want voters %v", got, members)
 	}
-	if !slices.Contains(final.Removed, uint64(leader)) || !slices.Contains(final.Removed, uint64(victim)) {
-		t.Errorf("final removed IDs %v, want %d and %d among them", final.Removed, leader, victim)
-	}
-	c.checkEveryMemberHasAll(acked, "w-")
-	t.Logf("every one of %d acknowledged writes is on each final member %v", len(acked), members)
-	for _, id := range c.live() {
-		if err := c.stop(id, syscall.SIGTERM); err != nil {
-			t.Errorf("node %d after SIGTERM: %v, want exit status 0", id, err)
+	for _, id := range removed {
+		if !slices.Contains(final.Removed, uint64(id)) {
+			c.t.Errorf("final removed IDs %v, want %d among them", final.Removed, id)
 		}
 	}
-	for id := 1; id <= 6; id++ {
+	c.checkEveryMemberHasAll(acked, "w-")
+	for _, id := range c.live() {
+		if err := c.stop(id, syscall.SIGTERM); err != nil {
+			c.t.Errorf("node %d after SIGTERM: %v, want exit status 0", id, err)
+		}
+	}
+	for id := 1; id <= len(c.procs); id++ {
 		if strings.Contains(c.output(id), "DATA RACE") {
-			t.Errorf("node %d reported a data race", id)
+			c.t.Errorf("node %d reported a data race", id)
 		}
 	}
 }
