@@ -140,7 +140,7 @@ func (n *kvNode) joinCluster(ctx context.Context, via, raftAddr string) (cluster
 		case err == nil && code == http.StatusOK:
 			var view clusterView
 			return view, json.Unmarshal(answer, &view)
-		case err == nil && (code == http.StatusBadRequest || code == http.StatusConflict && bytes.Contains(answer, []byte("never reused"))):
+		case err == nil && refusedForGood(code, answer):
 			return clusterView{}, fmt.Errorf("the cluster refused to add node %d (%d): %s", n.id, code, bytes.TrimSpace(answer))
 		case err == nil:
 			err = fmt.Errorf("%d: %s", code, bytes.TrimSpace(answer))
@@ -154,6 +154,14 @@ func (n *kvNode) joinCluster(ctx context.Context, via, raftAddr string) (cluster
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+// refusedForGood reports whether an answer to /cluster/add says the add
+// can never succeed: a malformed request, a retired ID, or the ID already
+// a member in another form. Other refusals (a change in progress) pass.
+func refusedForGood(code int, answer []byte) bool {
+	return code == http.StatusBadRequest || code == http.StatusConflict &&
+		(bytes.Contains(answer, []byte("never reused")) || bytes.Contains(answer, []byte("is already a")))
 }
 
 // clusterClient is the HTTP client a node uses to talk to the others'
