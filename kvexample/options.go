@@ -77,10 +77,10 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.Uint64Var(&o.clusterID, "cluster-id", defaultClusterID, "multi-process mode: cluster ID, the same on every node; peers with another ID are refused")
 	fs.Var(&o.raftListenFD, "raft-listen-fd", "multi-process mode, optional: serve raft on the listening socket inherited as file descriptor `N` (3 or more) instead of binding --raft-addr, which peers still dial")
 	fs.Var(&o.httpListenFD, "http-listen-fd", "multi-process mode, optional: serve HTTP on the listening socket inherited as file descriptor `N` (3 or more) instead of binding --http-addr, which is still the address published to clients")
-	fs.IntVar(&o.snapshotEntries, "snapshot-entries", raft.DefaultSnapshotEntries, "snapshot the state every `N` applied entries (0: only on request)")
+	fs.IntVar(&o.snapshotEntries, "snapshot-entries", raft.DefaultSnapshotEntries, "snapshot the state every `N` applied entries (0: never)")
 	fs.IntVar(&o.snapshotTrailing, "snapshot-trailing", raft.DefaultSnapshotTrailing, "entries kept in the log behind a snapshot, so a follower a little behind catches up without a whole snapshot (`N`, 0: none)")
 	fs.Float64Var(&o.maxClockDrift, "max-clock-drift", defaultMaxClockDrift, "the largest `rate` at which one node's clock may run ahead of another's (0.05 is 5%); lease reads are only as safe as this bound")
-	fs.BoolVar(&o.gracefulTransfer, "graceful-transfer", true, "on SIGTERM or SIGINT, a leader hands leadership to another voter before it stops")
+	fs.BoolVar(&o.gracefulTransfer, "graceful-transfer", true, "multi-process mode: on SIGTERM or SIGINT, a leader hands leadership to another voter before it stops")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -121,7 +121,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 func checkCommonFlags(o options) error {
 	switch {
 	case o.snapshotEntries < 0:
-		return fmt.Errorf("--snapshot-entries %d: want 0 (no automatic snapshots) or more", o.snapshotEntries)
+		return fmt.Errorf("--snapshot-entries %d: want 0 (no snapshots) or more", o.snapshotEntries)
 	case o.snapshotTrailing < 0:
 		return fmt.Errorf("--snapshot-trailing %d: want 0 or more", o.snapshotTrailing)
 	case !(o.maxClockDrift > 0 && o.maxClockDrift < 0.5): // NaN too
