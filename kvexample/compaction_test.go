@@ -66,7 +66,7 @@ func TestSnapshotFlagsSetThePolicy(t *testing.T) {
 		wantSnapshot bool
 	}{
 		{"every 10 entries", []string{"--snapshot-entries", "10", "--snapshot-trailing", "0"}, true},
-		{"only on request", []string{"--snapshot-entries", "0"}, false},
+		{"never", []string{"--snapshot-entries", "0"}, false},
 		{"the default, 8192", nil, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
