@@ -68,6 +68,9 @@ const (
 	// opTick only moves the log's clock, so leases and TTLs expire while
 	// nobody writes (see logclock.go).
 	opTick
+	// opRetire records that a server is being removed from the cluster, so
+	// that its ID is never given to another server (handlers_cluster.go).
+	opRetire
 
 	opLimit // keep last: bounds checks when decoding
 )
@@ -77,6 +80,7 @@ func (o op) String() string {
 	names := [...]string{
 		opPut: "put", opDelete: "delete", opAppend: "append", opCAS: "cas", opRegister: "register",
 		opIncr: "incr", opAcquire: "acquire", opRenew: "renew", opRelease: "release", opTick: "tick",
+		opRetire: "retire",
 	}
 	if o > 0 && o < opLimit {
 		return names[o]
@@ -129,7 +133,7 @@ type command struct {
 	// Client == "" means the request has no session.
 	Client string
 	Seq    uint64
-	// NodeID and Addr are opRegister's payload.
+	// NodeID and HTTPAddr are opRegister's payload; NodeID is opRetire's.
 	NodeID   uint64
 	HTTPAddr string
 	// Time is the proposer's clock in Unix milliseconds, 0 for none. The
@@ -186,6 +190,8 @@ func (c *command) encode() []byte {
 	case opRegister:
 		b = binary.AppendUvarint(b, c.NodeID)
 		b = appendBytes(b, []byte(c.HTTPAddr))
+	case opRetire:
+		b = binary.AppendUvarint(b, c.NodeID)
 	case opIncr:
 		b = appendBytes(b, []byte(c.Key))
 		b = binary.AppendVarint(b, c.Delta)
@@ -302,6 +308,9 @@ func (c *command) decodeFields(d *decoder, flags byte) {
 	case opRegister:
 		c.NodeID = d.uvarint()
 		c.HTTPAddr = string(d.bytes())
+	case opRetire:
+		c.NodeID = d.uvarint()
+		d.check(c.NodeID != 0, "retiring node 0")
 	case opIncr:
 		c.Key = string(d.bytes())
 		c.Delta = d.varint()

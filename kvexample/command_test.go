@@ -30,6 +30,8 @@ var sampleCommands = []command{
 	{Op: opRenew, Key: "L", Holder: "h1", Token: 12, TTL: 100},
 	{Op: opRelease, Key: "L", Holder: "h1", Token: 12, Client: "c", Seq: 4},
 	{Op: opTick, Time: 1},
+	{Op: opRetire, NodeID: 4},
+	{Op: opRetire, NodeID: 1 << 62, Time: 9},
 }
 
 func TestCommandsRoundTripThroughTheirEncoding(t *testing.T) {

@@ -41,6 +41,8 @@ type e2eCluster struct {
 	// test and handed to each process started as that node.
 	rafts, https []*heldSocket
 	procs        []*e2eProc
+	// args are given to every node started from now on, after the others.
+	args []string
 }
 
 // e2eProc is one running (or exited) node process.
@@ -76,6 +78,12 @@ func buildKVD(t *testing.T) string {
 // newE2ECluster builds the binary and opens the sockets of size nodes; it
 // starts none. Every process still running when the test ends is killed.
 func newE2ECluster(t *testing.T, size int) *e2eCluster {
+	return newE2EClusterOf(t, size, size)
+}
+
+// newE2EClusterOf is newE2ECluster with only the first voters nodes in
+// --peers: the others can join later.
+func newE2EClusterOf(t *testing.T, size, voters int) *e2eCluster {
 	socks := holdSockets(t, 2*size)
 	c := &e2eCluster{t: t, bin: buildKVD(t), dir: t.TempDir(), rafts: socks[:size], https: socks[size:]}
 	var peers []string
@@ -84,7 +92,9 @@ func newE2ECluster(t *testing.T, size int) *e2eCluster {
 		h.drain()
 		if i < size {
 			c.raft = append(c.raft, h.addr)
-			peers = append(peers, fmt.Sprintf("%d=%s", i+1, h.addr))
+			if i < voters {
+				peers = append(peers, fmt.Sprintf("%d=%s", i+1, h.addr))
+			}
 		} else {
 			c.http = append(c.http, h.addr)
 		}
@@ -109,6 +119,19 @@ func newE2ECluster(t *testing.T, size int) *e2eCluster {
 // a node gives it the same flags, so it recovers from the same --data.
 func (c *e2eCluster) start(id int) {
 	c.t.Helper()
+	c.startWith(id, "--peers", c.peers)
+}
+
+// join starts node id with an empty data directory, joining the cluster
+// through node via.
+func (c *e2eCluster) join(id, via int) {
+	c.t.Helper()
+	c.startWith(id, "--join", c.http[via-1])
+}
+
+// startWith starts node id with the flags every node gets and extra.
+func (c *e2eCluster) startWith(id int, extra ...string) {
+	c.t.Helper()
 	out := filepath.Join(c.dir, fmt.Sprintf("node%d.log", id))
 	f, err := os.OpenFile(out, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -117,9 +140,9 @@ func (c *e2eCluster) start(id int) {
 	defer f.Close() // the child has its own copy
 	raftSock, httpSock := c.rafts[id-1], c.https[id-1]
 	// ExtraFiles become the child's descriptors 3, 4, ...
-	cmd := exec.Command(c.bin, "--id", fmt.Sprint(id), "--raft-addr", c.raft[id-1], "--raft-listen-fd", "3",
-		"--http-addr", c.http[id-1], "--http-listen-fd", "4",
-		"--peers", c.peers, "--data", filepath.Join(c.dir, fmt.Sprintf("data%d", id)))
+	args := []string{"--id", fmt.Sprint(id), "--raft-addr", c.raft[id-1], "--raft-listen-fd", "3",
+		"--http-addr", c.http[id-1], "--http-listen-fd", "4", "--data", filepath.Join(c.dir, fmt.Sprintf("data%d", id))}
+	cmd := exec.Command(c.bin, append(append(args, extra...), c.args...)...)
 	cmd.ExtraFiles = []*os.File{raftSock.file(c.t), httpSock.file(c.t)}
 	// An *os.File is handed to the child as is: no copying goroutines.
 	cmd.Stdout, cmd.Stderr = f, f
@@ -152,6 +175,20 @@ func (c *e2eCluster) stop(id int, sig os.Signal) error {
 	case <-p.exited:
 	case <-time.After(10 * time.Second):
 		c.t.Fatalf("node %d did not exit within 10s of %v", id, sig)
+	}
+	c.procs[id-1] = nil
+	return p.err
+}
+
+// waitExit waits up to d for node id to exit by itself, and returns its
+// exit error.
+func (c *e2eCluster) waitExit(id int, d time.Duration) error {
+	c.t.Helper()
+	p := c.procs[id-1]
+	select {
+	case <-p.exited:
+	case <-time.After(d):
+		c.t.Fatalf("node %d did not exit within %v", id, d)
 	}
 	c.procs[id-1] = nil
 	return p.err

@@ -8,8 +8,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-
-	"github.com/raftline/raft"
 )
 
 // This file has one handler per endpoint of the API. Each follows the same
@@ -17,15 +15,15 @@ import (
 // then either propose a command to raft (writes) or read the local state
 // machine (reads), then answer.
 
-// handleGet serves GET /kv/{key}: a linearizable read, or with ?stale=1 a
-// read of whatever this node has applied so far; with ?watch=1, a watch
+// handleGet serves GET /kv/{key}: a read as consistent as
+// ?consistency= asks (reads.go); with ?watch=1, a watch
 // (handlers_watch.go).
 func (s *server) handleGet(w http.ResponseWriter, r *http.Request, key string) {
 	if r.URL.Query().Has("watch") {
 		s.handleWatch(w, r, key, false)
 		return
 	}
-	if !s.readBarrierUnlessStale(w, r) {
+	if !s.readBarrier(w, r) {
 		return
 	}
 	value, found, index := s.sm.Get(key)
@@ -183,40 +181,4 @@ func parseCAS(body []byte, cmd *command) (int, error) {
 	}
 	cmd.Value = []byte(newValue)
 	return 0, nil
-}
-
-// statusResponse is GET /status. The first seven fields are the API
-// contract; the rest are extensions.
-type statusResponse struct {
-	ID           uint64   `json:"id"`
-	State        string   `json:"state"`
-	Term         uint64   `json:"term"`
-	Leader       uint64   `json:"leader"`
-	CommitIndex  uint64   `json:"commit_index"`
-	AppliedIndex uint64   `json:"applied_index"`
-	Voters       []uint64 `json:"voters"`
-	// LeaderHTTP is the leader's HTTP address, when this node knows it.
-	LeaderHTTP string `json:"leader_http,omitempty"`
-}
-
-// handleStatus serves GET /status: this node's own view, answered locally.
-func (s *server) handleStatus(w http.ResponseWriter, r *http.Request) {
-	st := s.raft.Status()
-	out := statusResponse{
-		ID: uint64(st.ID), State: st.Role.String(), Term: st.Term, Leader: uint64(st.Leader),
-		CommitIndex: st.Commit, AppliedIndex: st.Applied, Voters: []uint64{},
-	}
-	for _, id := range st.Config.Voters() {
-		out.Voters = append(out.Voters, uint64(id))
-	}
-	if st.Leader != raft.None {
-		out.LeaderHTTP, _ = s.sm.HTTPAddr(st.Leader)
-	}
-	writeJSON(w, http.StatusOK, out)
-}
-
-// handleMembership serves /cluster/add and /cluster/remove, which need
-// membership changes the library does not offer yet.
-func (s *server) handleMembership(w http.ResponseWriter, r *http.Request) {
-	writeError(w, http.StatusNotImplemented, "membership changes are not supported yet")
 }

@@ -155,9 +155,9 @@ func parseLockRequest(body []byte, opName string, cmd *command) (time.Duration, 
 }
 
 // handleLockGet serves GET /locks/{name}: the lock's holder, token and
-// lease, read like a key (linearizable unless ?stale=1); 404 when free.
+// lease, read like a key (see reads.go); 404 when free.
 func (s *server) handleLockGet(w http.ResponseWriter, r *http.Request, name string) {
-	if !s.readBarrierUnlessStale(w, r) {
+	if !s.readBarrier(w, r) {
 		return
 	}
 	l, held, index := s.sm.Lock(name)

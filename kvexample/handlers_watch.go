@@ -38,7 +38,7 @@ type listResponse struct {
 }
 
 // handleList serves GET /kv?prefix=P&limit=N&start=K: the keys under P from
-// K on, in order, read like a single key (linearizable unless ?stale=1).
+// K on, in order, read like a single key (see reads.go).
 // With ?watch=1 it watches the prefix instead.
 func (s *server) handleList(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
@@ -54,7 +54,7 @@ func (s *server) handleList(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("limit=%d: want 1 to %d", limit, maxListLimit))
 		return
 	}
-	if !s.readBarrierUnlessStale(w, r) {
+	if !s.readBarrier(w, r) {
 		return
 	}
 	items, next, index := s.sm.List(q.Get("prefix"), q.Get("start"), int(limit), maxListBytes)
@@ -105,7 +105,7 @@ func (s *server) handleWatch(w http.ResponseWriter, r *http.Request, name string
 			return
 		}
 	}
-	if !s.readBarrierUnlessStale(w, r) {
+	if !s.readBarrier(w, r) {
 		return
 	}
 	if !q.Has("after") {

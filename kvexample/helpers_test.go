@@ -20,9 +20,19 @@ import (
 // test ends.
 func startTestCluster(t *testing.T) (*localCluster, *kvNode) {
 	t.Helper()
+	return startTestClusterWith(t, nil)
+}
+
+// startTestClusterWith is startTestCluster with each node's configuration
+// changed by tune.
+func startTestClusterWith(t *testing.T, tune func(*nodeConfig)) (*localCluster, *kvNode) {
+	t.Helper()
 	c, err := startLocalCluster(3, "127.0.0.1", 0, func(cfg *nodeConfig) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 		cfg.RequestTimeout = 3 * time.Second
+		if tune != nil {
+			tune(cfg)
+		}
 	})
 	if err != nil {
 		t.Fatal(err)

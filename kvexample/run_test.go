@@ -149,6 +149,9 @@ func TestMultiProcessModeBootstrapsThenRecoversFromItsDataDir(t *testing.T) {
 	if out := stdout.String(); !strings.Contains(out, "recovered from "+data) || !strings.Contains(out, "voters [1]") {
 		t.Errorf("restart does not report recovering the log's one-voter configuration:\n%s", out)
 	}
+	if msg := stderr.String(); !strings.Contains(msg, "the log wins") || !strings.Contains(msg, "node 2 is not a member") {
+		t.Errorf("restart with a --peers that lists node 2 does not warn that node 2 is not a member:\n%s", msg)
+	}
 	var r response
 	eventually(t, 10*time.Second, "the linearizable GET to succeed", func() bool {
 		r = do(t, followRedirects, "GET", getURL, "")
@@ -206,7 +209,15 @@ func TestInvalidFlagsAreRejectedWithExitCode2(t *testing.T) {
 		"stray argument":         {"extra"},
 		"port out of range":      {"--port", "70000"},
 		"missing data":           with("--data", ""),
-		"missing peers":          with("--peers", ""),
+		"missing peers and join": with("--peers", ""),
+		"both peers and join":    append(with("", ""), "--join", "10.0.0.1:8001"),
+		"join without a port":    append(with("--peers", ""), "--join", "10.0.0.1"),
+		"join a wildcard":        append(with("--peers", ""), "--join", "0.0.0.0:8001"),
+		"negative snapshots":     {"--snapshot-entries", "-1"},
+		"negative trailing":      append(with("", ""), "--snapshot-trailing", "-5"),
+		"zero clock drift":       {"--max-clock-drift", "0"},
+		"clock drift of 50%":     append(with("", ""), "--max-clock-drift", "0.5"),
+		"clock drift NaN":        {"--max-clock-drift", "NaN"},
 		"zero id":                with("--id", "0"),
 		"self not in peers":      with("--id", "4"),
 		"raft-addr not in peers": with("--raft-addr", "10.0.0.9:7001"),

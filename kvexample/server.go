@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/raftline/raft"
@@ -46,6 +47,28 @@ type server struct {
 	// waits, which could otherwise hold a shutdown for their whole wait,
 	// answer at once.
 	stopping context.Context
+	// changeTimeout bounds a membership change, which may wait for a new
+	// server to catch up; changing serializes them (handlers_cluster.go).
+	changeTimeout time.Duration
+	changing      sync.Mutex
+	// contact says when this node last heard from each peer, and
+	// silentAfter how long a leader may be silent before this node stops
+	// redirecting clients to it (transport.go).
+	contact     *contactTracker
+	silentAfter time.Duration
+	// removed is closed once this node knows it was removed from the
+	// cluster; nil in tests that build a bare server.
+	removed <-chan struct{}
+}
+
+// isRemoved reports whether this node knows it was removed.
+func (s *server) isRemoved() bool {
+	select {
+	case <-s.removed:
+		return true
+	default:
+		return false
+	}
 }
 
 // waitContext is the context a handler waits for the state machine under:
@@ -67,8 +90,10 @@ func (s *server) waitContext(r *http.Request, deadline time.Time) (context.Conte
 func (s *server) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /status", s.handleStatus)
-	mux.HandleFunc("POST /cluster/add", s.handleMembership)
-	mux.HandleFunc("POST /cluster/remove", s.handleMembership)
+	mux.HandleFunc("GET /cluster", s.handleCluster)
+	mux.HandleFunc("POST /cluster/add", s.handleAdd)
+	mux.HandleFunc("POST /cluster/remove", s.handleRemove)
+	mux.HandleFunc("POST /cluster/transfer", s.handleTransfer)
 	if s.network != nil {
 		s.debugRoutes(mux)
 	}
@@ -276,67 +301,4 @@ func writeResultError(w http.ResponseWriter, res result) {
 	default:
 		writeError(w, http.StatusInternalServerError, "the state machine could not decode the command")
 	}
-}
-
-// readBarrier makes the next read of the state machine linearizable (see
-// raft.Node.ReadIndex). On failure it has written the error response and
-// returns false.
-func (s *server) readBarrier(w http.ResponseWriter, r *http.Request) bool {
-	ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
-	defer cancel()
-	if _, err := s.raft.ReadIndex(ctx); err != nil {
-		s.raftError(w, r, err, false)
-		return false
-	}
-	return true
-}
-
-// readBarrierUnlessStale runs the read barrier unless the request asks
-// for a stale read (?stale=1), which any node answers from what it has
-// applied.
-func (s *server) readBarrierUnlessStale(w http.ResponseWriter, r *http.Request) bool {
-	if stale := r.URL.Query().Get("stale"); stale == "1" || stale == "true" {
-		return true
-	}
-	return s.readBarrier(w, r)
-}
-
-// raftError turns an error from Propose or ReadIndex into a response.
-// For a write, timeouts and lost leadership leave the outcome unknown, and
-// the answer says so: the client must not assume the write did not happen.
-func (s *server) raftError(w http.ResponseWriter, r *http.Request, err error, write bool) {
-	var notLeader *raft.NotLeaderError
-	unknown := ""
-	if write {
-		unknown = "; the write may or may not have happened"
-	}
-	switch {
-	case errors.As(err, &notLeader):
-		s.redirectToLeader(w, r, notLeader.Leader)
-	case errors.Is(err, context.DeadlineExceeded):
-		writeError(w, http.StatusGatewayTimeout, "timed out waiting for the cluster"+unknown)
-	case errors.Is(err, raft.ErrOutcomeUnknown):
-		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusServiceUnavailable, "leadership changed before the write committed"+unknown)
-	case errors.Is(err, raft.ErrProposalTooLarge):
-		writeError(w, http.StatusRequestEntityTooLarge, "command too large")
-	default: // node closing, storage failed, client gone
-		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusServiceUnavailable, err.Error()+unknown)
-	}
-}
-
-// redirectToLeader answers a request that needs the leader: 307 to the
-// leader's HTTP address when this node knows it (from the replicated
-// state), else 503 with Retry-After — an election is probably under way.
-func (s *server) redirectToLeader(w http.ResponseWriter, r *http.Request, leader raft.NodeID) {
-	if leader != raft.None && leader != s.id {
-		if addr, ok := s.sm.HTTPAddr(leader); ok {
-			w.Header().Set("Location", "http://"+addr+r.URL.RequestURI())
-			writeError(w, http.StatusTemporaryRedirect, fmt.Sprintf("node %d is not the leader; node %d is", s.id, leader))
-			return
-		}
-	}
-	w.Header().Set("Retry-After", "1")
-	writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("node %d is not the leader and knows of no leader; retry shortly", s.id))
 }

@@ -30,14 +30,20 @@ import (
 //	uvarint n, n × (uvarint node id, bytes http address)
 //	uvarint n, n × (bytes client, uvarint seq, uvarint last index,
 //	                16 bytes fingerprint, result)
+//	uvarint n, n × uvarint retired node id    (version 3 on)
 //	4 bytes CRC-32C (Castagnoli) of everything before, big-endian
 //
 // where lease is bytes holder, uvarint token, ttl, expires, set index, and
 // result is byte code, byte flags (1 found, 2 swapped), bytes value,
 // uvarint now, lease.
 
-// snapshotVersion is the first byte of an encoded snapshot.
-const snapshotVersion = 2
+// snapshotVersion is the first byte of an encoded snapshot. Version 3
+// added the retired IDs; a version 2 snapshot (from a node that ran before
+// membership changes existed) restores with none.
+const (
+	snapshotVersion   = 3
+	snapshotVersionV2 = 2
+)
 
 // maxSnapshotField bounds any one field a restore reads, and so what a
 // corrupt length can make it allocate. A log entry holds at most 8 MiB by
@@ -54,6 +60,7 @@ type kvSnapshot struct {
 	locks        frozenTree[lockState]
 	addrs        frozenTree[string]
 	sessions     frozenTree[session]
+	retired      frozenTree[struct{}]
 }
 
 // Snapshot implements raft.StateMachine in O(1): see the file comment.
@@ -64,6 +71,7 @@ func (s *kvStateMachine) Snapshot() (raft.StateSnapshot, error) {
 		applied: s.st.applied, now: s.st.now,
 		data: s.st.data.freeze(), locks: s.st.locks.freeze(),
 		addrs: s.st.addrs.freeze(), sessions: s.st.sessions.byClient.freeze(),
+		retired: s.st.retired.freeze(),
 	}, nil
 }
 
@@ -102,6 +110,10 @@ func (k *kvSnapshot) WriteTo(w io.Writer) (int64, error) {
 		sw.uvarint(ss.lastIndex)
 		_, _ = sw.w.Write(ss.fp[:])
 		sw.result(ss.res)
+	}
+	sw.uvarint(uint64(k.retired.Len()))
+	for id := range k.retired.Ascend("") {
+		sw.uvarint(binary.BigEndian.Uint64([]byte(id)))
 	}
 	// The checksum covers what reached w, so the buffer goes first.
 	if err := sw.w.Flush(); err != nil {
@@ -205,7 +217,8 @@ const outOfOrder = "keys out of order"
 func decodeSnapshot(r io.Reader, sessionTTL uint64) (kvState, error) {
 	sr := &snapReader{r: bufio.NewReaderSize(r, 64<<10)}
 	st := newKVState(sessionTTL)
-	if v := sr.byte(); sr.err == nil && v != snapshotVersion {
+	v := sr.byte()
+	if sr.err == nil && v != snapshotVersion && v != snapshotVersionV2 {
 		return kvState{}, fmt.Errorf("%w: unknown snapshot version %d", errMalformed, v)
 	}
 	st.applied, st.now = sr.uvarint(), sr.uvarint()
@@ -213,6 +226,9 @@ func decodeSnapshot(r io.Reader, sessionTTL uint64) (kvState, error) {
 	sr.readLocks(&st)
 	sr.readAddrs(&st)
 	sr.readSessions(&st)
+	if v == snapshotVersion {
+		sr.readRetired(&st)
+	}
 	sr.finish()
 	if sr.err != nil {
 		return kvState{}, sr.err
@@ -260,6 +276,18 @@ func (sr *snapReader) readAddrs(st *kvState) {
 		sr.check(st.addrs.Len() == 0 || id > prev, outOfOrder)
 		if sr.err == nil {
 			st.addrs.Set(addrKey(id), addr)
+		}
+		prev = id
+	}
+}
+
+func (sr *snapReader) readRetired(st *kvState) {
+	var prev uint64
+	for n := sr.uvarint(); n > 0 && sr.err == nil; n-- {
+		id := sr.uvarint()
+		sr.check(id != 0 && id > prev, outOfOrder)
+		if sr.err == nil {
+			st.retired.Set(addrKey(id), struct{}{})
 		}
 		prev = id
 	}

@@ -21,6 +21,7 @@ func busyStateMachine(seed uint64) *kvStateMachine {
 	applyAll(sm, randomCommands(seed, 400)...)
 	applyAll(sm,
 		command{Op: opRegister, NodeID: 2, HTTPAddr: "127.0.0.1:8081"},
+		command{Op: opRetire, NodeID: 4}, command{Op: opRetire, NodeID: 300},
 		command{Op: opPut, Key: "users/1", Value: []byte("ann"), TTL: 60_000, Time: 1},
 		command{Op: opAcquire, Key: "L-long", Holder: "h", TTL: 60_000, Client: "snap", Seq: 1})
 	return sm
@@ -29,7 +30,7 @@ func busyStateMachine(seed uint64) *kvStateMachine {
 func TestSnapshotRestoresEveryPieceOfTheState(t *testing.T) {
 	src := busyStateMachine(7)
 	want := dumpState(src)
-	if len(want.Data) == 0 || len(want.Locks) == 0 || len(want.Expiry) == 0 || len(want.Addrs) == 0 || len(want.Sessions) == 0 {
+	if len(want.Data) == 0 || len(want.Locks) == 0 || len(want.Expiry) == 0 || len(want.Addrs) == 0 || len(want.Sessions) == 0 || len(want.Retired) == 0 {
 		t.Fatalf("the source state lacks a kind of state: %+v", want)
 	}
 	snap := snapshotBytes(t, src)
@@ -156,20 +157,53 @@ func TestRestoreRejectsWhatWriteToNeverWrites(t *testing.T) {
 	empty := []byte{0}
 	item := func(k string, expires byte) []byte { return []byte{1, byte(len(k)), k[0], 1, 'v', expires} }
 	cases := map[string][]byte{
-		"keys out of order": build(header, []byte{2, 1, 'b', 0, 0, 1, 'a', 0, 0}, empty, empty, empty),
-		"duplicate key":     build(header, []byte{2, 1, 'a', 0, 0, 1, 'a', 0, 0}, empty, empty, empty),
-		"key past expiry":   build(header, item("a", 50), empty, empty, empty),
-		"lease past expiry": build(header, empty, []byte{1, 1, 'L', 1, 'h', 5, 1, 50, 5}, empty, empty),
-		"token from later":  build(header, empty, []byte{1, 1, 'L', 1, 'h', 11, 1, 200, 5}, empty, empty),
-		"session too new":   build(header, empty, empty, empty, append([]byte{1, 1, 'c', 1, 11}, make([]byte, 16+3+1+1+4)...)),
+		"keys out of order":    build(header, []byte{2, 1, 'b', 0, 0, 1, 'a', 0, 0}, empty, empty, empty, empty),
+		"duplicate key":        build(header, []byte{2, 1, 'a', 0, 0, 1, 'a', 0, 0}, empty, empty, empty, empty),
+		"key past expiry":      build(header, item("a", 50), empty, empty, empty, empty),
+		"lease past expiry":    build(header, empty, []byte{1, 1, 'L', 1, 'h', 5, 1, 50, 5}, empty, empty, empty),
+		"token from later":     build(header, empty, []byte{1, 1, 'L', 1, 'h', 11, 1, 200, 5}, empty, empty, empty),
+		"session too new":      build(header, empty, empty, empty, append([]byte{1, 1, 'c', 1, 11}, make([]byte, 16+3+1+1+4)...), empty),
+		"retired out of order": build(header, empty, empty, empty, empty, []byte{2, 5, 4}),
+		"retired twice":        build(header, empty, empty, empty, empty, []byte{2, 4, 4}),
+		"retired node 0":       build(header, empty, empty, empty, empty, []byte{1, 0}),
+		"no retired section":   build(header, empty, empty, empty, empty),
 	}
-	if err := newKVStateMachine(10).Restore(bytes.NewReader(build(header, empty, empty, empty, empty))); err != nil {
+	if err := newKVStateMachine(10).Restore(bytes.NewReader(build(header, empty, empty, empty, empty, empty))); err != nil {
 		t.Fatalf("an empty state with a valid checksum: %v", err)
 	}
 	for name, bad := range cases {
 		if err := newKVStateMachine(10).Restore(bytes.NewReader(bad)); !errors.Is(err, errMalformed) {
 			t.Errorf("%s: err %v, want errMalformed", name, err)
 		}
+	}
+}
+
+func TestVersion2SnapshotRestoresWithNoRetiredIDs(t *testing.T) {
+	// What a node that ran before membership changes wrote: the same
+	// sections, without the retired IDs.
+	src := busyStateMachine(3)
+	applyAll(src, command{Op: opPut, Key: "old", Value: []byte("format")})
+	v3 := snapshotBytes(t, src)
+	retired := src.RetiredIDs()
+	tail := binary.AppendUvarint(nil, uint64(len(retired)))
+	for _, id := range retired {
+		tail = binary.AppendUvarint(tail, uint64(id))
+	}
+	body := v3[:len(v3)-4-len(tail)]
+	if !bytes.HasSuffix(v3[:len(v3)-4], tail) {
+		t.Fatal("the retired IDs are not the last section before the checksum")
+	}
+	v2 := append([]byte{snapshotVersionV2}, body[1:]...)
+	v2 = binary.BigEndian.AppendUint32(v2, crc32.Checksum(v2, castagnoli))
+
+	dst := newKVStateMachine(40)
+	if err := dst.Restore(bytes.NewReader(v2)); err != nil {
+		t.Fatalf("restoring a version 2 snapshot: %v", err)
+	}
+	want := dumpState(src)
+	want.Retired = nil
+	if diff := stateDiff(want, dumpState(dst)); diff != "" {
+		t.Fatalf("restored state differs (-want +got):\n%s", diff)
 	}
 }
 

@@ -25,7 +25,11 @@ type kvState struct {
 	expiry cowTree[struct{}]
 	// addrs maps node id (addrKey) to HTTP address, recorded by opRegister
 	// commands, so any node can redirect a client to the leader.
-	addrs    cowTree[string]
+	addrs cowTree[string]
+	// retired holds (by addrKey) the IDs of servers removed from the
+	// cluster: the library forgets a server once it is out of the
+	// configuration, so this is what keeps its ID from being reused.
+	retired  cowTree[struct{}]
 	sessions sessionTable
 
 	// changes receives every change to a key, for watches; it is not part
@@ -107,6 +111,8 @@ func (s *kvState) execute(c command) result {
 		return s.increment(c)
 	case opRegister:
 		s.addrs.Set(addrKey(c.NodeID), c.HTTPAddr)
+	case opRetire:
+		s.retired.Set(addrKey(c.NodeID), struct{}{})
 	case opAcquire:
 		return s.acquire(c)
 	case opRenew:

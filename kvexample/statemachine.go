@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/binary"
 	"sync"
 
 	"github.com/raftline/raft"
@@ -127,6 +128,37 @@ func (s *kvStateMachine) HTTPAddr(id raft.NodeID) (string, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.st.addrs.Get(addrKey(uint64(id)))
+}
+
+// HTTPAddrs returns every HTTP address registered, by node.
+func (s *kvStateMachine) HTTPAddrs() map[raft.NodeID]string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	addrs := make(map[raft.NodeID]string, s.st.addrs.Len())
+	for k, addr := range s.st.addrs.Ascend("") {
+		addrs[raft.NodeID(binary.BigEndian.Uint64([]byte(k)))] = addr
+	}
+	return addrs
+}
+
+// Retired reports whether server id was removed from the cluster (or is
+// being removed), which makes its ID unusable for good.
+func (s *kvStateMachine) Retired(id raft.NodeID) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	_, ok := s.st.retired.Get(addrKey(uint64(id)))
+	return ok
+}
+
+// RetiredIDs returns the IDs Retired reports, in ascending order.
+func (s *kvStateMachine) RetiredIDs() []raft.NodeID {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	ids := make([]raft.NodeID, 0, s.st.retired.Len())
+	for k := range s.st.retired.Ascend("") {
+		ids = append(ids, raft.NodeID(binary.BigEndian.Uint64([]byte(k))))
+	}
+	return ids
 }
 
 // Applied returns the index of the last applied entry.

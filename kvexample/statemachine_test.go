@@ -57,6 +57,8 @@ func randomCommands(seed uint64, n int) []command {
 			}
 		case opRegister:
 			c.NodeID, c.HTTPAddr = uint64(rng.IntN(3)+1), fmt.Sprintf("h:%d", rng.IntN(3))
+		case opRetire:
+			c.NodeID = uint64(rng.IntN(300) + 1)
 		case opPut:
 			if rng.IntN(2) == 0 {
 				c.TTL = uint64(1 + rng.IntN(2000))
@@ -74,7 +76,7 @@ func randomCommands(seed uint64, n int) []command {
 		if c.Op.writesKey() && rng.IntN(4) == 0 {
 			c.FenceLock, c.FenceToken = fmt.Sprintf("L%d", rng.IntN(2)), uint64(rng.IntN(i+1))
 		}
-		if c.Op != opRegister && c.Op != opTick && rng.IntN(2) == 0 {
+		if c.Op != opRegister && c.Op != opTick && c.Op != opRetire && rng.IntN(2) == 0 {
 			c.Client, c.Seq = fmt.Sprintf("c%d", rng.IntN(4)), uint64(rng.IntN(8)+1)
 		}
 		cmds[i] = c
@@ -94,6 +96,7 @@ type stateDump struct {
 	Sessions     map[string]session
 	SessionAges  []string
 	SessionTTL   uint64
+	Retired      []string
 }
 
 func dumpState(sm *kvStateMachine) stateDump {
@@ -121,6 +124,9 @@ func dumpState(sm *kvStateMachine) stateDump {
 	}
 	for k := range st.sessions.byAge.Ascend("") {
 		d.SessionAges = append(d.SessionAges, k)
+	}
+	for k := range st.retired.Ascend("") {
+		d.Retired = append(d.Retired, k)
 	}
 	return d
 }

@@ -1,0 +1,60 @@
+//go:build unix
+
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestStoppingALeaderHandsLeadershipOverUnlessToldNotTo(t *testing.T) {
+	for _, tc := range []struct {
+		flag         string
+		wantHandOver bool
+	}{
+		{"--graceful-transfer=true", true},
+		{"--graceful-transfer=false", false},
+	} {
+		t.Run(tc.flag, func(t *testing.T) {
+			socks := holdSockets(t, 6)
+			var peers []string
+			for i := range 3 {
+				peers = append(peers, fmt.Sprintf("%d=%s", i+1, socks[i].addr))
+			}
+			stops := map[int]func() int{}
+			for i := range 3 {
+				_, _, stop := runInBackground(t, append([]string{"--id", fmt.Sprint(i + 1), "--peers", strings.Join(peers, ","),
+					"--data", t.TempDir(), tc.flag}, listenArgs(t, socks[i], socks[3+i])...)...)
+				stops[i+1] = stop
+			}
+			status := func(id int) statusResponse {
+				var st statusResponse
+				r, err := noRedirects.Get("http://" + socks[2+id].addr + "/status")
+				if err == nil {
+					defer r.Body.Close()
+					_ = json.NewDecoder(r.Body).Decode(&st)
+				}
+				return st
+			}
+			leader := 0
+			eventually(t, 15*time.Second, "a leader", func() bool {
+				leader = int(status(1).Leader)
+				return leader != 0 && status(leader).State == "leader"
+			})
+			if code := stops[leader](); code != 0 {
+				t.Fatalf("leader %d exited with %d", leader, code)
+			}
+			// Right after the leader is gone, a survivor leads only if it
+			// was handed leadership: an election takes a timeout (1 s) first.
+			other := leader%3 + 1
+			st := status(other)
+			if got := st.Leader != 0 && st.Leader != uint64(leader); got != tc.wantHandOver {
+				t.Fatalf("just after leader %d stopped, node %d follows %d (term %d); want a new leader already: %v",
+					leader, other, st.Leader, st.Term, tc.wantHandOver)
+			}
+		})
+	}
+}
