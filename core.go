@@ -114,6 +114,10 @@ type core struct {
 	voter           bool // whether this node votes in config
 	peers           []*progress
 	self            progress // the leader's own match (its durable log)
+	// leaving are servers the configuration in force removed, which a
+	// leader keeps replicating to until they learn the removal committed
+	// (membership.go); they count in no quorum.
+	leaving []*progress
 
 	votes map[NodeID]bool
 
@@ -238,12 +242,16 @@ func (c *core) applyConfig(conf Configuration, at uint64) {
 		}
 		pr := c.findIn(old, s.ID)
 		if pr == nil {
+			pr = c.findIn(c.leaving, s.ID) // back before it left
+		}
+		if pr == nil {
 			pr = &progress{id: s.ID, next: c.log.lastIndex() + 1, inflight: newInflights(c.cfg.maxInflight)}
 		}
 		pr.learner = s.Suffrage == Learner
 		c.peers = append(c.peers, pr)
 	}
 	slices.SortFunc(c.peers, func(a, b *progress) int { return cmpID(a.id, b.id) })
+	c.trackLeaving(old)
 }
 
 func cmpID(a, b NodeID) int {
@@ -298,6 +306,7 @@ func (c *core) setRole(r Role) {
 	if c.role == Leader && r != Leader {
 		c.out.proposalsLost = true
 		c.transfer = nil // it ends with this leader's term
+		c.leaving = nil
 	}
 	if c.role != r {
 		c.out.roleChanged = true

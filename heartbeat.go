@@ -29,6 +29,11 @@ func (c *core) broadcastHeartbeat() {
 	for _, p := range c.peers {
 		c.send(Message{Type: MsgHeartbeat, To: p.id, Commit: min(p.match, c.log.committed), ReadSeq: c.readSeq})
 	}
+	for _, p := range c.leaving {
+		commit := min(p.match, c.log.committed)
+		c.send(Message{Type: MsgHeartbeat, To: p.id, Commit: commit})
+		c.tellRemoved(p, commit)
+	}
 }
 
 // handleHeartbeat is the follower side.

@@ -1,6 +1,9 @@
 package raft
 
-import "fmt"
+import (
+	"fmt"
+	"slices"
+)
 
 // This file holds membership changes in the core: single-server changes
 // through the log (Raft thesis ch. 4). A configuration takes effect on a
@@ -100,6 +103,68 @@ func (c *core) logReplaced(from uint64, ents []Entry) {
 	}
 }
 
+// trackLeaving keeps, on a leader, the peers a new configuration dropped
+// (from old), so they can be told the removal committed; peers back in the
+// configuration stop leaving.
+func (c *core) trackLeaving(old []*progress) {
+	kept := c.leaving[:0]
+	for _, p := range c.leaving {
+		if c.peer(p.id) == nil {
+			kept = append(kept, p)
+		}
+	}
+	c.leaving = kept
+	if c.role != Leader {
+		c.leaving = nil
+		return
+	}
+	for _, p := range old {
+		if c.peer(p.id) == nil && c.findIn(c.leaving, p.id) == nil {
+			p.toldRemoved = false
+			c.leaving = append(c.leaving, p)
+		}
+	}
+}
+
+// leavingPeer returns the leaving peer id, if any.
+func (c *core) leavingPeer(id NodeID) *progress { return c.findIn(c.leaving, id) }
+
+// leftForGood drops a leaving peer once a message told it the removal
+// committed (and it answered): it then knows it was removed
+// (EventRemoved) and stops.
+func (c *core) leftForGood(p *progress) {
+	if !p.toldRemoved {
+		return
+	}
+	c.leaving = slices.DeleteFunc(c.leaving, func(q *progress) bool { return q == p })
+	c.out.configChanged = true // its sender and address can go
+}
+
+// tellRemoved notes a commit index sent to a leaving peer: once it reaches
+// the removal, the peer's next answer ends its leaving.
+func (c *core) tellRemoved(p *progress, commit uint64) {
+	if c.configAt != 0 && commit >= c.configAt && c.configAt <= c.log.committed {
+		p.toldRemoved = true
+	}
+}
+
+// stepLeaving handles a leaving peer's answers: replication goes on until
+// it holds the removal and was told it committed.
+func (c *core) stepLeaving(p *progress, m Message) {
+	switch m.Type {
+	case MsgAppResp:
+		c.handleAppendResp(p, m)
+	case MsgHeartbeatResp:
+		if p.match < c.log.lastIndex() {
+			c.sendAppends(p)
+		}
+	case MsgSnapResp:
+		c.handleSnapshotResp(p, m)
+		return
+	}
+	c.leftForGood(p)
+}
+
 // commitTo advances the commit index and acts on what became committed.
 func (c *core) commitTo(index uint64) {
 	if c.log.commitTo(index) {
@@ -136,16 +201,11 @@ func (c *core) configCommitted() {
 // handOver steps down a leader that left the voters and tells the most
 // caught-up voter to campaign at once.
 func (c *core) handOver() {
-	var target *progress
-	for _, p := range c.peers {
-		if !p.learner && (target == nil || p.match > target.match) {
-			target = p
-		}
-	}
+	target := c.mostCaughtUpVoter()
 	c.cfg.logger.Info("raft: leader left the configuration; stepping down", "id", c.id, "term", c.term)
 	c.becomeFollower(c.term, None)
-	if target != nil {
-		c.sendTimeoutNow(target.id)
+	if target != None {
+		c.sendTimeoutNow(target)
 	}
 }
 

@@ -228,6 +228,11 @@ func (n *Node) adoptPeers() {
 			}
 		}
 	}
+	for _, p := range n.core.leaving {
+		if addr, ok := n.peerAddrs[p.id]; ok {
+			want[p.id] = addr // still told of its removal
+		}
+	}
 	for id := range n.peerAddrs {
 		if _, ok := want[id]; !ok {
 			n.stopSender(id)

@@ -300,3 +300,46 @@ func TestMembershipErrorsAreClear(t *testing.T) {
 		}
 	})
 }
+
+func TestRemovedFollowerLearnsItWasRemoved(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 3, nil)
+		c.one("first", 3)
+		l, ln := c.leaderNode()
+		f := others(c.ids, l)[0]
+		events := make(chan Event, 64)
+		defer c.nodes[f].Subscribe(events)()
+		if _, err := ln.RemoveServer(context.Background(), f, 0); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.After(electionTimeout)
+		for {
+			select {
+			case e := <-events:
+				if e.Type == EventRemoved {
+					return
+				}
+			case <-deadline:
+				t.Fatalf("removed follower %d heard nothing of its removal within an election timeout", f)
+			}
+		}
+	})
+}
+
+func TestLeaderRemovingItselfRefusesProposalsUntilItHandsOver(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 3, nil)
+		c.one("first", 3)
+		_, ln := c.leaderNode()
+		c.net.SetDelay(5*time.Millisecond, 5*time.Millisecond) // the removal takes a round trip to commit
+		done := make(chan error, 1)
+		go func() { _, err := ln.RemoveServer(context.Background(), ln.ID(), 0); done <- err }()
+		time.Sleep(time.Millisecond) // the removal is appended, not yet committed
+		if _, err := ln.Propose(context.Background(), []byte("late")); !errors.Is(err, ErrTransferInProgress) {
+			t.Fatalf("proposal to a leader removing itself: %v, want ErrTransferInProgress", err)
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	})
+}

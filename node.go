@@ -214,9 +214,9 @@ func (n *Node) propose(first *proposal) {
 		break
 	}
 	n.propBatch = batch[:0]
-	if n.core.role != Leader || n.core.failed != nil || n.core.transfer != nil {
+	if n.core.role != Leader || n.core.failed != nil || n.core.handingOver() {
 		err := n.notLeader()
-		if n.core.transfer != nil && n.core.failed == nil {
+		if n.core.role == Leader && n.core.failed == nil {
 			err = ErrTransferInProgress
 		}
 		for _, p := range batch {

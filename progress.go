@@ -53,6 +53,9 @@ type progress struct {
 	sentAtLastHeartbeat uint64
 	// snap is the snapshot transfer, while snapshotting.
 	snap snapSend
+	// toldRemoved: a leaving peer was sent a commit index past its
+	// removal.
+	toldRemoved bool
 }
 
 // peerStatus is the leader's view of its peers, for Status.

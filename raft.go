@@ -176,6 +176,10 @@ func (c *Config) validate() error {
 		return errors.New("raft: Config.Snapshots is required with durable storage (snapstore.Open keeps snapshots in files), or the log could never be compacted")
 	case c.SnapshotBytes < 0:
 		return errors.New("raft: Config.SnapshotBytes must not be negative (0 turns the byte threshold off)")
+	case c.SnapshotEntries > 0 && c.SnapshotEntries < minSnapshotEntries:
+		return fmt.Errorf("raft: Config.SnapshotEntries %d would rewrite the whole state machine every few writes; use at least %d (or a negative value to snapshot only on demand)", c.SnapshotEntries, minSnapshotEntries)
+	case c.SnapshotEntries > 0 && c.SnapshotTrailing > maxTrailingPerInterval*c.SnapshotEntries:
+		return fmt.Errorf("raft: Config.SnapshotTrailing %d keeps more than %d snapshot intervals (of %d entries) of log behind each snapshot, so compaction would bound little; lower it or raise SnapshotEntries", c.SnapshotTrailing, maxTrailingPerInterval, c.SnapshotEntries)
 	case c.SnapshotChunkSize < 1<<10 || c.SnapshotChunkSize > maxSnapshotChunkSize:
 		return fmt.Errorf("raft: Config.SnapshotChunkSize must be between 1 KiB and %d MiB", maxSnapshotChunkSize>>20)
 	case c.MaxSnapshotInflight < 1:
@@ -197,6 +201,12 @@ const (
 	// maxSnapshotChunkSize keeps a chunk well inside the TCP transport's
 	// default frame limit.
 	maxSnapshotChunkSize = 32 << 20
+	// minSnapshotEntries and maxTrailingPerInterval bound the policy
+	// pair: snapshots every few entries cost a full state-machine write
+	// per write, and trailing entries many intervals long make compaction
+	// pointless.
+	minSnapshotEntries     = 8
+	maxTrailingPerInterval = 100
 )
 
 // Bootstrap writes the initial configuration into empty storage, as entry 1

@@ -191,7 +191,7 @@ func (c *Core) Propose(cmds ...[]byte) (first, term uint64, err error) {
 	if c.c.role != Leader || c.c.failed != nil {
 		return 0, 0, ErrCoreNotLeader
 	}
-	if c.c.transfer != nil {
+	if c.c.handingOver() {
 		return 0, 0, ErrTransferInProgress
 	}
 	ents := make([]Entry, len(cmds))

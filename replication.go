@@ -23,6 +23,9 @@ func (c *core) appendEntries(ents []Entry) (first uint64) {
 	for _, p := range c.peers {
 		c.sendAppends(p)
 	}
+	for _, p := range c.leaving {
+		c.sendAppends(p)
+	}
 	// A single voter commits on its own once the entries are durable;
 	// persisted() handles that.
 	return first
@@ -68,10 +71,14 @@ func (c *core) sendAppend(p *progress, force bool) bool {
 	if len(ents) > c.cfg.maxMsgEntries {
 		ents = ents[:c.cfg.maxMsgEntries:c.cfg.maxMsgEntries]
 	}
+	commit := min(c.log.committed, prev+uint64(len(ents)))
 	c.send(Message{
 		Type: MsgApp, To: p.id, Index: prev, LogTerm: prevTerm,
-		Entries: ents, Commit: min(c.log.committed, prev+uint64(len(ents))),
+		Entries: ents, Commit: commit,
 	})
+	if len(c.leaving) > 0 && c.leavingPeer(p.id) == p {
+		c.tellRemoved(p, commit)
+	}
 	p.sentAppend(prev+uint64(len(ents)), len(ents))
 	return len(ents) > 0 || p.state == probing
 }
@@ -120,7 +127,10 @@ func (c *core) rejectAppend(m Message) {
 func (c *core) stepLeader(m Message) {
 	p := c.peer(m.From)
 	if p == nil {
-		return // not a member: nothing to track
+		if p = c.leavingPeer(m.From); p != nil {
+			c.stepLeaving(p, m)
+		}
+		return // not a member: nothing more to track
 	}
 	p.recentActive = true
 	if p.unreachable {

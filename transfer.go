@@ -13,9 +13,10 @@ import (
 // the leader gives up and takes proposals again. MsgTimeoutNow is resent
 // with every heartbeat until then, in case one is lost.
 
-// ErrTransferInProgress: the leader is handing over leadership; proposals
-// and membership changes are refused until the transfer ends (in at most
-// an election timeout). Retry against the new leader.
+// ErrTransferInProgress: the leader is handing over leadership (a transfer,
+// or its own removal from the voters); proposals and membership changes
+// are refused until it ends, in at most an election timeout, so none ends
+// with an unknown outcome. Retry against the new leader.
 var ErrTransferInProgress = errors.New("raft: leadership transfer in progress")
 
 // ErrTransferAborted: the target did not take over within an election
@@ -67,11 +68,17 @@ func (c *core) transferLeadership(to NodeID) (NodeID, error) {
 }
 
 // mostCaughtUpVoter returns the voter (other than this node) with the
-// highest match index, lowest ID first on a tie; None if there is none.
+// highest match index, preferring one heard from lately (a voter that just
+// stopped cannot take over), lowest ID first on a tie; None if there is
+// none.
 func (c *core) mostCaughtUpVoter() NodeID {
 	var best *progress
 	for _, p := range c.peers {
-		if !p.learner && (best == nil || p.match > best.match) {
+		if p.learner {
+			continue
+		}
+		if best == nil || (!p.unreachable && best.unreachable) ||
+			(p.unreachable == best.unreachable && p.match > best.match) {
 			best = p
 		}
 	}
@@ -80,6 +87,10 @@ func (c *core) mostCaughtUpVoter() NodeID {
 	}
 	return best.id
 }
+
+// handingOver reports whether this leader refuses proposals because it is
+// giving leadership up: a transfer, or its own removal from the voters.
+func (c *core) handingOver() bool { return c.transfer != nil || (c.role == Leader && !c.voter) }
 
 // advanceTransfer sends the target MsgTimeoutNow once it holds the whole
 // log and the whole log is committed, and otherwise keeps replicating. The
