@@ -332,6 +332,10 @@ func TestStorageFailureStopsTheNodeAndAcknowledgesNothing(t *testing.T) {
 		if err == nil {
 			t.Fatalf("proposal acknowledged at %d by a node whose disk fails", res.Index)
 		}
+		// The caller learns why, and that followers may still commit it.
+		if !errors.Is(err, ErrStorageFailed) || !errors.Is(err, ErrOutcomeUnknown) {
+			t.Fatalf("proposal in flight when the disk failed: %v, want ErrStorageFailed and ErrOutcomeUnknown", err)
+		}
 		time.Sleep(electionTimeout)
 		st := n.Status()
 		if !errors.Is(st.Err, ErrStorageFailed) || !errors.Is(st.Err, errDiskFull) {
@@ -380,5 +384,25 @@ func TestLeaderWhoseSaveFailsAppliesAndAcknowledgesNothingEvenIfFollowersPersist
 		// The followers carry on and elect a leader with the entry.
 		c.crash(leader)
 		c.one("survivors", 2)
+	})
+}
+
+func TestProposeWithADoneContextSubmitsNothing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 3, nil)
+		c.one("first", 3)
+		_, ln := c.leaderNode()
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		last := ln.Status().LastIndex
+		for range 50 { // a select between a ready channel and ctx picks at random
+			if _, err := ln.Propose(ctx, []byte("never")); !errors.Is(err, context.Canceled) || errors.Is(err, ErrOutcomeUnknown) {
+				t.Fatalf("Propose with a cancelled context: %v, want context.Canceled alone", err)
+			}
+		}
+		time.Sleep(electionTimeout)
+		if got := ln.Status().LastIndex; got != last {
+			t.Fatalf("the log grew from %d to %d: a cancelled proposal was submitted", last, got)
+		}
 	})
 }

@@ -192,6 +192,21 @@ func appendChunk(dst []byte, withMeta bool, k *SnapshotChunk) []byte {
 	return append(dst, k.Data...)
 }
 
+// MarshalBinary encodes m in the wire format the TCP transport uses (the
+// message body, without a frame header), for custom transports.
+func (m Message) MarshalBinary() ([]byte, error) { return appendMessage(nil, &m), nil }
+
+// AppendBinary appends m's encoding to b (encoding.BinaryAppender).
+func (m Message) AppendBinary(b []byte) ([]byte, error) { return appendMessage(b, &m), nil }
+
+// UnmarshalBinary decodes a message MarshalBinary encoded, as strictly as
+// the TCP transport does: every length is checked against the bytes
+// present before anything is allocated, unknown types and fields are
+// refused, and trailing bytes are an error. The message owns its data (it
+// does not alias b). It never panics; errors wrap ErrMalformedFrame. Bound
+// len(b) before calling, as the transport bounds frames.
+func (m *Message) UnmarshalBinary(b []byte) error { return decodeMessage(b, m, true) }
+
 // messageFrameSize returns an upper bound of m's frame size, header
 // included, so a sender can refuse a message its peer would refuse before
 // writing it; the bound is cheap and never lower than the real size.

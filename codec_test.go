@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"runtime"
+	"slices"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -363,6 +364,31 @@ func BenchmarkCodecDecode(b *testing.B) {
 					}
 				}
 			})
+		}
+	}
+}
+
+func TestMessageBinaryEncodingRoundTripsAndRefusesGarbage(t *testing.T) {
+	for name, m := range sampleMessages() {
+		b, err := m.MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got Message
+		if err := got.UnmarshalBinary(b); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if diff := cmp.Diff(m, got, equateEmpty); diff != "" {
+			t.Fatalf("%s: round trip changed the message (-sent +got):\n%s", name, diff)
+		}
+		appended, _ := m.AppendBinary([]byte("prefix"))
+		if !bytes.Equal(appended[len("prefix"):], b) {
+			t.Fatalf("%s: AppendBinary differs from MarshalBinary", name)
+		}
+		for _, bad := range [][]byte{b[:len(b)-1], append(slices.Clone(b), 0), {0xff, 0xff}} {
+			if err := got.UnmarshalBinary(bad); !errors.Is(err, ErrMalformedFrame) {
+				t.Fatalf("%s: decoding %d damaged bytes: %v, want ErrMalformedFrame", name, len(bad), err)
+			}
 		}
 	}
 }

@@ -462,6 +462,15 @@ func (c *core) stepFollower(m Message) {
 	}
 }
 
+// hasReady reports whether takeReady would return anything. It opens a
+// pending read round, as takeReady would.
+func (c *core) hasReady() bool {
+	c.startReads()
+	hs := c.hardState()
+	return !c.out.empty() || c.log.inProgress < c.log.lastIndex() ||
+		c.log.applying < min(c.log.committed, c.log.stableIndex()) || hs != c.persistedHS
+}
+
 // takeReady returns what the core wants done since the last call.
 func (c *core) takeReady() ready {
 	c.startReads()

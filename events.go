@@ -15,7 +15,8 @@ const (
 	// EventRoleChanged: this node became follower, candidate or leader.
 	EventRoleChanged
 	// EventPeerUnreachable: as leader, this node has not heard from Peer
-	// for a whole election timeout (the seed design's FAILURE listener).
+	// for a whole election timeout: a failure detector, so an operator (or
+	// a supervisor) can act on a dead machine.
 	EventPeerUnreachable
 	// EventPeerReachable: an unreachable Peer answered again.
 	EventPeerReachable

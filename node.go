@@ -273,8 +273,14 @@ func (n *Node) dispatch(rd ready) bool {
 		}
 	}
 	if rd.proposalsLost {
+		err := ErrOutcomeUnknown
+		if n.core.failed != nil {
+			// The storage failed: say so, and that the outcome is unknown
+			// (followers may have the entry and commit it).
+			err = fmt.Errorf("%w (%w)", n.core.failed, ErrOutcomeUnknown)
+		}
 		for _, p := range n.pending {
-			p.finish(ErrOutcomeUnknown)
+			p.finish(err)
 		}
 		clear(n.pending)
 		n.pending = n.pending[:0]

@@ -16,7 +16,10 @@ import (
 type Config struct {
 	// ID is this node's non-zero identity in the cluster configuration.
 	ID NodeID
-	// Group tags every message when several raft groups share a transport.
+	// Group is stamped on every message this node sends, and a message of
+	// another group is refused. It reserves the wire for running many raft
+	// groups over one transport, which the transports do not do yet: for
+	// now, give each group its own transport.
 	Group uint64
 
 	Storage      Storage
@@ -392,9 +395,13 @@ type Node struct {
 // logPosition is a (index, term) pair naming the end of a durable log.
 type logPosition struct{ index, term uint64 }
 
-// NewNode starts a node from what its Storage holds. Storage must have been
-// bootstrapped (see Bootstrap) unless the node is joining an existing
-// cluster, in which case it waits, without campaigning, for a leader.
+// NewNode starts a node from what its Storage and Snapshots hold: it
+// restores the newest good snapshot and replays the log after it. Storage
+// must have been bootstrapped (see Bootstrap), or the node must be joining
+// an existing cluster (Config.Join): then it waits, without campaigning,
+// for a leader to add it. Empty storage without Join is ErrNotBootstrapped;
+// a bootstrap configuration that leaves the node out is
+// ErrNotInConfiguration.
 func NewNode(cfg Config) (*Node, error) {
 	cfg.setDefaults()
 	if err := cfg.validate(); err != nil {
@@ -601,9 +608,15 @@ func (p *proposal) finish(err error) {
 // Propose replicates cmd and returns once it is committed and applied on
 // this node, with what the StateMachine returned. cmd must not be modified
 // afterwards. Errors: *NotLeaderError (ErrNotLeader) on a non-leader;
-// ErrOutcomeUnknown when leadership was lost, or ctx ended, after the entry
-// was appended (it may still commit); ErrClosed; ErrProposalTooLarge.
+// ErrTransferInProgress while the leader hands over; ErrOutcomeUnknown when
+// leadership was lost, or ctx ended, after the entry was appended (it may
+// still commit); ErrStorageFailed (also ErrOutcomeUnknown) when this
+// node's storage failed; ErrClosed; ErrProposalTooLarge. A ctx that is
+// already done fails at once: nothing is submitted.
 func (n *Node) Propose(ctx context.Context, cmd []byte) (Result, error) {
+	if err := ctx.Err(); err != nil {
+		return Result{}, err
+	}
 	if len(cmd) > n.cfg.MaxEntrySize {
 		return Result{}, ErrProposalTooLarge
 	}
@@ -622,7 +635,7 @@ func (n *Node) Propose(ctx context.Context, cmd []byte) (Result, error) {
 		}
 		return Result{Index: p.index, Term: p.term, Value: p.result}, nil
 	case <-ctx.Done():
-		return Result{}, fmt.Errorf("%w: %w", ErrOutcomeUnknown, ctx.Err())
+		return Result{}, fmt.Errorf("%w: the context ended after the proposal was submitted, and it may still commit: %w", ErrOutcomeUnknown, ctx.Err())
 	case <-n.ctx.Done():
 		return Result{}, ErrClosed
 	}

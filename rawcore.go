@@ -116,6 +116,9 @@ type Ready struct {
 	SnapshotWrites []SnapshotWrite
 	// TransferAborted: a leadership transfer ended without a new leader.
 	TransferAborted bool
+	// ConfigChanged: the configuration in force changed (Status.Config);
+	// a driver updates its transport's addresses.
+	ConfigChanged bool
 }
 
 // ReadState answers Core.ReadIndex: the read may be served once the state
@@ -223,7 +226,9 @@ func (c *Core) AbortTransfer() { c.c.abortTransfer() }
 // Persisted reports storage durably holds the log up to (index, term).
 func (c *Core) Persisted(index, term uint64) { c.c.persisted(index, term) }
 
-// Applied reports the state machine applied every entry up to index.
+// Applied reports the state machine applied every entry up to index. It
+// updates Status and lets reads waiting for that index go; it is not
+// needed for the log to advance.
 func (c *Core) Applied(index uint64) { c.c.appliedTo(index) }
 
 // SnapshotTaken reports that a snapshot of the state machine is durable in
@@ -239,6 +244,13 @@ func (c *Core) SnapshotReceived(meta SnapshotMeta, err error) { c.c.snapshotRece
 // MsgSnap to peer to from its store.
 func (c *Core) SnapshotSendFailed(to NodeID, meta SnapshotMeta) { c.c.snapshotSendFailed(to, meta) }
 
+// HasReady reports whether Ready has anything to do. A driver loops
+// "Ready, carry it out, report back (Persisted, Applied, ...)" until
+// HasReady is false: one report can make more work (entries persisted
+// let a leader commit, applied entries let held reads go), and committed
+// entries beyond MaxApplyBytes come in later Readys.
+func (c *Core) HasReady() bool { return c.c.hasReady() }
+
 // Ready returns what the core wants done since the last call.
 func (c *Core) Ready() Ready {
 	rd := c.c.takeReady()
@@ -247,7 +259,7 @@ func (c *Core) Ready() Ready {
 		Messages: rd.messages, AfterPersist: rd.afterPersist, Committed: rd.committed,
 		ProposalsLost: rd.proposalsLost, Events: rd.peerEvents,
 		Snapshot: rd.snapshot, Compact: rd.compact, SnapshotWrites: rd.snapWrites,
-		TransferAborted: rd.transferAborted,
+		TransferAborted: rd.transferAborted, ConfigChanged: rd.configChanged,
 	}
 	for _, r := range rd.reads {
 		out.Reads = append(out.Reads, ReadState{ID: r.id, Index: r.index, Lost: r.lost})

@@ -192,9 +192,10 @@ func (s *sim) deliver(e *event) {
 // acknowledged only once durable, and committed entries are applied.
 func (s *sim) flush(i int) {
 	n := s.nodes[i]
-	for n.up {
+	for n.up && n.core.HasReady() {
 		rd := n.core.Ready()
 		if readyEmpty(&rd) {
+			s.fail(fmt.Errorf("node %d: HasReady said there was work, Ready gave none", n.id))
 			return
 		}
 		s.check.events(n, rd.Events)
@@ -248,7 +249,8 @@ func (s *sim) emit(n *simNode, m raft.Message) {
 func readyEmpty(rd *raft.Ready) bool {
 	return rd.HardState.IsZero() && !rd.MustSync && len(rd.Entries) == 0 && len(rd.Messages) == 0 &&
 		len(rd.AfterPersist) == 0 && len(rd.Committed) == 0 && len(rd.Reads) == 0 &&
-		len(rd.Events) == 0 && !rd.ProposalsLost && rd.Snapshot == nil && rd.Compact == 0 && len(rd.SnapshotWrites) == 0
+		len(rd.Events) == 0 && !rd.ProposalsLost && rd.Snapshot == nil && rd.Compact == 0 && len(rd.SnapshotWrites) == 0 &&
+		!rd.TransferAborted && !rd.ConfigChanged
 }
 
 func (n *simNode) syncPending() bool {
