@@ -1,6 +1,9 @@
 package raft
 
-import "errors"
+import (
+	"errors"
+	"time"
+)
 
 // This file is the log appender actor: it drains everything queued on
 // logEntries and turns it into one Storage.Save, so many proposals (and a
@@ -84,7 +87,7 @@ func (n *Node) persist(batches []*writeBatch, buf []Entry, failed error) (saved,
 			}
 		}
 		if failed == nil && (len(ents) > 0 || !hs.IsZero()) {
-			failed = n.cfg.Storage.Save(hs, ents)
+			failed = n.save(hs, ents)
 		}
 		if len(ents) > 0 {
 			saved = ents
@@ -103,6 +106,14 @@ func (n *Node) persist(batches []*writeBatch, buf []Entry, failed error) (saved,
 		failed = n.compactStorage(compact)
 	}
 	return saved, buf, failed
+}
+
+// save is Storage.Save, timed.
+func (n *Node) save(hs HardState, ents []Entry) error {
+	start := time.Now()
+	err := n.cfg.Storage.Save(hs, ents)
+	n.m.saveLatency.observe(time.Since(start))
+	return err
 }
 
 // compactStorage compacts the log to index; already being compacted there

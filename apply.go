@@ -1,6 +1,9 @@
 package raft
 
-import "fmt"
+import (
+	"fmt"
+	"time"
+)
 
 // This file is the applier actor: it feeds committed entries to the
 // StateMachine in log order, hands each proposal its result, restores
@@ -14,6 +17,8 @@ type applyBatch struct {
 	snapshot *SnapshotMeta
 	entries  []Entry
 	waiters  []*proposal
+	// handed is when the owner handed it over (apply latency).
+	handed time.Time
 }
 
 // applier is the applier goroutine's state.
@@ -91,6 +96,7 @@ func (a *applier) apply(b applyBatch) {
 	}
 	a.policy.applied(b.entries)
 	a.published(b.entries[len(b.entries)-1].Index)
+	n.m.applyLatency.observe(n.cfg.Clock.Now().Sub(b.handed))
 }
 
 // restore replaces the state machine with a snapshot the leader sent.

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"slices"
+	"time"
 )
 
 // Role is a node's part in the protocol.
@@ -108,7 +109,13 @@ type core struct {
 	rounds                [roundsKept]sentRound
 	leaseSeq, leaseMinSeq uint64
 	leaseFrom             int64
-	leaseReads            uint64 // served on the lease, for Status
+	// metrics are the core's counters; leaderContact is when a follower
+	// last heard from its leader; rejectLog paces the warnings for
+	// refused messages.
+	metrics       coreMetrics
+	lastLeader    NodeID
+	leaderContact int64
+	rejectLog     rateLimiter
 	// ticksSinceStart counts election ticks since the core was built.
 	ticksSinceStart int
 	voter           bool // whether this node votes in config
@@ -245,7 +252,8 @@ func (c *core) applyConfig(conf Configuration, at uint64) {
 			pr = c.findIn(c.leaving, s.ID) // back before it left
 		}
 		if pr == nil {
-			pr = &progress{id: s.ID, next: c.log.lastIndex() + 1, inflight: newInflights(c.cfg.maxInflight)}
+			pr = &progress{id: s.ID, next: c.log.lastIndex() + 1, inflight: newInflights(c.cfg.maxInflight),
+				rpcLatency: &histogram{}, lastContact: c.now}
 		}
 		pr.learner = s.Suffrage == Learner
 		c.peers = append(c.peers, pr)
@@ -317,6 +325,10 @@ func (c *core) setRole(r Role) {
 func (c *core) setLeader(id NodeID) {
 	if c.leader != id {
 		c.out.leaderChange = true
+	}
+	if id != None && id != c.lastLeader {
+		c.metrics.leaderChanges++ // a new leader, not a lost one
+		c.lastLeader = id
 	}
 	c.leader = id
 }
@@ -417,12 +429,49 @@ func (c *core) step(m Message) {
 	}
 }
 
+// heardFromLeader restarts a follower's election timer on a message from
+// the leader, and notes when.
+func (c *core) heardFromLeader(from NodeID) {
+	c.electionElapsed = 0
+	c.setLeader(from)
+	c.leaderContact = c.now
+}
+
+// rateLimiter lets a warning through at most once per interval and counts
+// what it held back, so a peer flooding bad messages does not flood the
+// log too (the counts are in Metrics).
+type rateLimiter struct {
+	last       int64
+	suppressed uint64
+	started    bool
+}
+
+// rateLimitInterval is how often a repeated warning is logged.
+const rateLimitInterval = int64(10 * time.Second)
+
+// allow reports whether to log now, and how many were held back since.
+func (r *rateLimiter) allow(now int64) (uint64, bool) {
+	if r.started && now-r.last < rateLimitInterval {
+		r.suppressed++
+		return 0, false
+	}
+	n := r.suppressed
+	r.started, r.last, r.suppressed = true, now, 0
+	return n, true
+}
+
 // reject drops a peer's message that no correct peer could send. It costs
 // the node nothing: the sender is faulty, and a correct leader's next
 // append or heartbeat carries what this one should have.
 func (c *core) reject(m Message, err error) {
 	c.rejected++
-	c.cfg.logger.Warn("raft: refused a message from a peer", "id", c.id, "from", m.From, "type", m.Type, "err", err)
+	if m.Type.Valid() {
+		c.metrics.refused[m.Type]++
+	}
+	if suppressed, ok := c.rejectLog.allow(c.now); ok {
+		c.cfg.logger.Warn("raft: refused a message from a peer", "id", c.id, "from", m.From, "type", m.Type, "err", err,
+			"refused since the last warning", suppressed)
+	}
 }
 
 // stepStale answers a message from an older term where that helps the sender
@@ -442,18 +491,15 @@ func (c *core) stepStale(m Message) {
 func (c *core) stepFollower(m Message) {
 	switch m.Type {
 	case MsgApp:
-		c.electionElapsed = 0
-		c.setLeader(m.From)
+		c.heardFromLeader(m.From)
 		c.handleAppend(m)
 	case MsgHeartbeat:
-		c.electionElapsed = 0
-		c.setLeader(m.From)
+		c.heardFromLeader(m.From)
 		c.handleHeartbeat(m)
 		c.resendForwardedRead()
 	case MsgSnap:
 		// Each chunk is a sign of the leader's life, like an append.
-		c.electionElapsed = 0
-		c.setLeader(m.From)
+		c.heardFromLeader(m.From)
 		c.handleSnapshot(m)
 	case MsgTimeoutNow:
 		c.handleTimeoutNow(m)

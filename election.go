@@ -43,6 +43,7 @@ func (c *core) inLease() bool {
 // campaign starts an election: a pre-vote round first when enabled (so a
 // node that cannot win never bumps the cluster's term), then a real one.
 func (c *core) campaign(pre bool) {
+	c.metrics.electionsStarted++
 	var voteTerm uint64
 	if pre {
 		c.resetTerm(c.term) // keeps term and vote; resets timers and votes
@@ -161,6 +162,7 @@ func (c *core) stepCandidate(m Message) {
 // becomeLeader takes office: every peer is probed from our last index and a
 // no-op entry of the new term lets earlier entries commit (Raft §5.4.2).
 func (c *core) becomeLeader() {
+	c.metrics.electionsWon++
 	c.resetTerm(c.term)
 	c.setRole(Leader)
 	c.setLeader(c.id)

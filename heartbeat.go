@@ -11,9 +11,9 @@ func (c *core) tickHeartbeat() {
 	if c.failed != nil || c.role != Leader {
 		return
 	}
-	if c.cfg.leaseReads {
-		c.newRound() // every round renews the lease
-	}
+	// Every round is numbered: it renews the lease, confirms reads waiting
+	// for a round, and times each peer's round trip.
+	c.newRound()
 	c.broadcastHeartbeat()
 	if c.transfer != nil {
 		if p := c.peer(c.transfer.target); p != nil {
@@ -50,6 +50,9 @@ func (c *core) handleHeartbeat(m Message) {
 // merely overtakes an append's (which waits for the follower's disk) is no
 // sign of loss.
 func (c *core) handleHeartbeatResp(p *progress, m Message) {
+	if r := c.rounds[m.ReadSeq%roundsKept]; r.seq == m.ReadSeq && m.ReadSeq != 0 {
+		p.rpcLatency.observe(time.Duration(c.now - r.at))
+	}
 	if m.ReadSeq > p.readAck {
 		p.readAck = m.ReadSeq
 		c.reads.acked(c)

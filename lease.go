@@ -85,7 +85,7 @@ func (c *core) leaseValid() bool {
 func (c *core) leaseRead(id uint64) {
 	if c.leaseValid() {
 		c.out.reads = append(c.out.reads, readDone{id: id, index: c.log.committed})
-		c.leaseReads++
+		c.metrics.leaseReads++
 		return
 	}
 	c.readIndex(id)

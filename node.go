@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"time"
 )
 
 // This file is the state owner: the one goroutine that steps the core. It
@@ -24,6 +25,7 @@ func (n *Node) run() {
 		if !n.handleOne(recv, true) {
 			return
 		}
+		busy := time.Now()
 		n.stampNow() // once for the events polled in this round
 		for range maxEventsPerRound {
 			if !n.handleOne(recv, false) {
@@ -33,6 +35,7 @@ func (n *Node) run() {
 		if !n.dispatch(n.core.takeReady()) {
 			return
 		}
+		n.m.ownerBusy.Add(int64(time.Since(busy)))
 	}
 }
 
@@ -196,6 +199,9 @@ func (n *Node) takeApplied() {
 func (n *Node) receive(m Message) {
 	if m.To != n.cfg.ID || m.From == None || m.From == n.cfg.ID || m.Group != n.cfg.Group || !m.Type.Valid() {
 		n.recvRejected.Add(1)
+		if m.Type.Valid() {
+			n.m.refused[m.Type].Add(1)
+		}
 		return
 	}
 	n.core.step(m)
@@ -230,7 +236,7 @@ func (n *Node) propose(first *proposal) {
 	}
 	firstIndex := n.core.appendEntries(ents)
 	for i, p := range batch {
-		p.index, p.term = firstIndex+uint64(i), n.core.term
+		p.index, p.term, p.accepted = firstIndex+uint64(i), n.core.term, true
 		n.pending = append(n.pending, p)
 		batch[i] = nil
 	}
@@ -347,7 +353,7 @@ func (n *Node) saveInline(rd *ready) {
 		err = n.cfg.Storage.InstallSnapshot(rd.snapshot.Index, rd.snapshot.Term)
 	}
 	if err == nil && (len(rd.entries) > 0 || !rd.hardState.IsZero()) {
-		err = n.cfg.Storage.Save(rd.hardState, rd.entries)
+		err = n.save(rd.hardState, rd.entries)
 	}
 	if err == nil && rd.compact > 0 {
 		err = n.compactStorage(rd.compact)
@@ -371,15 +377,17 @@ func (n *Node) send(m Message) {
 		select {
 		case n.snapSends <- m:
 		default:
-			n.sendDropped.Add(1) // the transfer resends what is lost
+			n.dropped(m.Type) // the transfer resends what is lost
 		}
 		return
 	}
 	if n.direct != nil {
 		if err := n.direct.trySend(m); errors.Is(err, errLaneFull) {
-			n.sendDropped.Add(1)
+			n.dropped(m.Type)
 		} else if err != nil {
 			n.sendErrors.Add(1)
+		} else {
+			n.m.sent[m.Type].Add(1)
 		}
 		return
 	}
@@ -387,8 +395,16 @@ func (n *Node) send(m Message) {
 	s := n.senders[m.To]
 	n.sendersMu.RUnlock()
 	if s == nil || !s.enqueue(m) {
-		n.sendDropped.Add(1)
+		n.dropped(m.Type)
+		return
 	}
+	n.m.sent[m.Type].Add(1)
+}
+
+// dropped counts a message dropped on a full lane.
+func (n *Node) dropped(t MessageType) {
+	n.sendDropped.Add(1)
+	n.m.dropped[t].Add(1)
 }
 
 // handToApplier sends committed entries, with the waiters of the proposals
@@ -403,11 +419,18 @@ func (n *Node) handToApplier(snapshot *SnapshotMeta, ents []Entry) bool {
 		}
 	}
 	if k > 0 {
+		now := n.cfg.Clock.Now()
 		b.waiters = make([]*proposal, k)
 		copy(b.waiters, n.pending[:k])
+		for _, p := range b.waiters {
+			if p.m != nil {
+				n.m.commitLatency.observe(now.Sub(p.start))
+			}
+		}
 		clear(n.pending[:k])
 		n.pending = n.pending[k:]
 	}
+	b.handed = n.cfg.Clock.Now()
 	select {
 	case n.applyCh <- b:
 		return true
@@ -481,17 +504,9 @@ func (n *Node) status() Status {
 		FirstIndex: c.log.firstIndex(), SnapshotIndex: c.snap.Index,
 		Config:      Configuration{Servers: append([]Server(nil), c.config.Servers...)},
 		ConfigIndex: c.configAt, Lease: c.leaseValid(),
-		Err: c.failed,
-		Metrics: Metrics{
-			SendDropped: n.sendDropped.Load(), SendErrors: n.sendErrors.Load(),
-			RecvRejected:   n.recvRejected.Load() + c.rejected,
-			SnapshotsTaken: n.snapshotsTaken.Load(), SnapshotsReceived: n.snapshotsReceived.Load(),
-			Compactions: n.compactions.Load(),
-		},
+		Err:     c.failed,
+		Metrics: n.metrics(),
 	}
-	n.subs.mu.Lock()
-	st.Metrics.EventsDropped = n.subs.dropped
-	n.subs.mu.Unlock()
 	if c.role == Leader {
 		st.Peers = c.peerStatus()
 	}

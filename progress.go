@@ -56,6 +56,10 @@ type progress struct {
 	// toldRemoved: a leaving peer was sent a commit index past its
 	// removal.
 	toldRemoved bool
+	// lastContact is when the peer last answered, rpcLatency its
+	// heartbeat round trips (metrics).
+	lastContact int64
+	rpcLatency  *histogram
 }
 
 // peerStatus is the leader's view of its peers, for Status.

@@ -292,25 +292,6 @@ type PeerStatus struct {
 	SnapshotSize uint64
 }
 
-// Metrics counts what a node dropped or refused, so trouble is visible.
-type Metrics struct {
-	// SendDropped: messages dropped because a peer's lane was full.
-	SendDropped uint64
-	// SendErrors: messages the transport failed to send.
-	SendErrors uint64
-	// RecvRejected: received messages for another node or group, or
-	// malformed ones.
-	RecvRejected uint64
-	// EventsDropped: events a full subscriber channel missed.
-	EventsDropped uint64
-	// SnapshotsTaken: snapshots of this node's state machine made durable;
-	// SnapshotsReceived: snapshots received from a leader and verified;
-	// Compactions: times the log was compacted behind a snapshot.
-	SnapshotsTaken    uint64
-	SnapshotsReceived uint64
-	Compactions       uint64
-}
-
 // Node is a member of a raft cluster. Create it with NewNode; it runs until
 // Close. All methods are safe for concurrent use.
 type Node struct {
@@ -348,6 +329,7 @@ type Node struct {
 	snapshotsTaken    atomic.Uint64
 	snapshotsReceived atomic.Uint64
 	compactions       atomic.Uint64
+	m                 nodeMetrics
 
 	persistMu   sync.Mutex
 	persistedAt logPosition // latest durable log end, from the appender
@@ -598,9 +580,24 @@ type proposal struct {
 	result any
 	err    error
 	done   chan struct{}
+	// m counts the outcome (nil for membership changes); accepted: it was
+	// appended; start is when Propose was called.
+	m        *nodeMetrics
+	accepted bool
+	start    time.Time
 }
 
 func (p *proposal) finish(err error) {
+	if p.m != nil {
+		switch {
+		case err == nil:
+			p.m.proposalsCommitted.Add(1)
+		case p.accepted:
+			p.m.proposalsFailed.Add(1)
+		default:
+			p.m.proposalsDropped.Add(1)
+		}
+	}
 	p.err = err
 	close(p.done)
 }
@@ -618,9 +615,10 @@ func (n *Node) Propose(ctx context.Context, cmd []byte) (Result, error) {
 		return Result{}, err
 	}
 	if len(cmd) > n.cfg.MaxEntrySize {
+		n.m.proposalsDropped.Add(1)
 		return Result{}, ErrProposalTooLarge
 	}
-	p := &proposal{cmd: cmd, done: make(chan struct{})}
+	p := &proposal{cmd: cmd, done: make(chan struct{}), m: &n.m, start: n.cfg.Clock.Now()}
 	select {
 	case n.propc <- p:
 	case <-ctx.Done():

@@ -118,6 +118,9 @@ func (c *core) handleReadIndex(p *progress, m Message) {
 // finishRead answers a confirmed or lost read: locally, or to the
 // follower that forwarded it.
 func (c *core) finishRead(r readRequest, index uint64, lost bool) {
+	if lost {
+		c.metrics.readsFailed++
+	}
 	if r.from == None {
 		c.out.reads = append(c.out.reads, readDone{id: r.id, index: index, lost: lost})
 		return
@@ -150,6 +153,7 @@ func (c *core) startReads() {
 		return
 	}
 	seq := c.newRound()
+	c.metrics.readRounds++
 	for _, r := range q.unstarted {
 		r.seq, r.index = seq, index
 		q.pending = append(q.pending, r)

@@ -133,6 +133,7 @@ func (c *core) stepLeader(m Message) {
 		return // not a member: nothing more to track
 	}
 	p.recentActive = true
+	p.lastContact = c.now
 	if p.unreachable {
 		p.unreachable = false
 		c.out.peerEvents = append(c.out.peerEvents, Event{Type: EventPeerReachable, Peer: p.id, Term: c.term})

@@ -126,10 +126,13 @@ func (n *Node) runSnapshotWriter() {
 			return
 		case job = <-n.snapJobs:
 		}
+		start := time.Now()
 		meta, err := writeSnapshot(n.cfg.Snapshots, job.meta, job.view)
 		job.view.Release()
 		if err == nil {
 			n.durableSnapshot.Store(meta.Index)
+			n.m.snapshotDuration.observe(time.Since(start))
+			n.m.snapshotBytes.Store(uint64(meta.Size))
 		}
 		for _, w := range job.waiters {
 			w.finish(meta.Index, err)
@@ -195,7 +198,9 @@ func (n *Node) runSnapshotSender() {
 		ctx, cancel := context.WithTimeout(n.ctx, n.cfg.ElectionTimeout)
 		err := n.cfg.Transport.Send(ctx, m)
 		cancel()
-		if err != nil && n.ctx.Err() == nil {
+		if err == nil {
+			n.m.sent[MsgSnap].Add(1)
+		} else if n.ctx.Err() == nil {
 			n.sendErrors.Add(1)
 		}
 	}
@@ -270,10 +275,17 @@ func (n *Node) runSnapshotReceiver() {
 			continue
 		}
 		n.send(w.Ack)
+		if w.Offset == 0 {
+			in.started = time.Now()
+		}
 		if !w.Last {
 			continue
 		}
 		err := in.commit()
+		if err == nil {
+			n.m.installDuration.observe(time.Since(in.started))
+			n.m.snapshotBytes.Store(uint64(w.Meta.Size))
+		}
 		n.report(snapReport{kind: snapReceived, meta: w.Meta, err: err})
 	}
 }
@@ -283,6 +295,8 @@ type incomingSnapshot struct {
 	meta SnapshotMeta
 	sink SnapshotSink
 	cw   checksumWriter
+	// started is when its first chunk was written (install duration).
+	started time.Time
 }
 
 // write continues (or, at offset 0, starts) the snapshot with w's chunk.

@@ -86,6 +86,7 @@ func (c *core) startSnapshot(p *progress) bool {
 		return false
 	}
 	c.cfg.logger.Info("raft: sending snapshot to peer", "peer", p.id, "next", p.next, "snapshot", c.snap.String())
+	c.metrics.snapshotsSent++
 	p.state = snapshotting
 	p.probeSent = false
 	p.inflight.reset()
