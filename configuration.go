@@ -251,3 +251,52 @@ func (c Configuration) Has(id NodeID) bool {
 	_, ok := c.Server(id)
 	return ok
 }
+
+// configAt is a configuration and the index of the entry holding it.
+type configAt struct {
+	conf  Configuration
+	index uint64
+}
+
+// latestConfigurations finds the configuration in force and the one before
+// it (in force again should the latest's entry be overwritten): the last
+// two configuration entries in storage, then the snapshot's.
+func latestConfigurations(s Storage, snap SnapshotMeta) (latest, prev configAt, err error) {
+	first, err := s.FirstIndex()
+	if err != nil {
+		return latest, prev, err
+	}
+	last, err := s.LastIndex()
+	if err != nil {
+		return latest, prev, err
+	}
+	var found []configAt
+	const chunk = 256
+	for hi := last + 1; hi > first && len(found) < 2; {
+		lo := max(first, hi-min(hi, chunk))
+		ents, err := s.Entries(lo, hi, ^uint64(0))
+		if err != nil {
+			return latest, prev, fmt.Errorf("raft: scanning log for configuration: %w", err)
+		}
+		for i := len(ents) - 1; i >= 0 && len(found) < 2; i-- {
+			if ents[i].Type != EntryConfig || ents[i].Index <= snap.ConfigIndex {
+				continue
+			}
+			conf, err := DecodeConfiguration(ents[i].Data)
+			if err != nil {
+				return latest, prev, fmt.Errorf("raft: configuration entry %d: %w", ents[i].Index, err)
+			}
+			found = append(found, configAt{conf, ents[i].Index})
+		}
+		hi = lo
+	}
+	if len(snap.Config.Servers) > 0 || snap.ConfigIndex > 0 {
+		found = append(found, configAt{snap.Config, snap.ConfigIndex})
+	}
+	found = append(found, configAt{}, configAt{})
+	latest, prev = found[0], found[1]
+	if prev.index == 0 && len(prev.conf.Servers) == 0 {
+		prev = latest // nothing older: the latest is committed
+	}
+	return latest, prev, nil
+}
