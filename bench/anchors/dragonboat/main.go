@@ -1,0 +1,11 @@
+// Command dragonboat runs the workload of raftline's ./bench against
+// github.com/lni/dragonboat/v3 v3.3.8 (-lib dragonboat) and prints the same
+// JSON line. Build it with CGO_ENABLED=0 (see dragonboat.go and
+// docs/benchmarks.md).
+package main
+
+import "github.com/raftline/raft/bench/anchors/driver"
+
+func main() {
+	driver.Main(map[string]driver.Constructor{"dragonboat": newDragonboat})
+}

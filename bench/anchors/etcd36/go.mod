@@ -1,0 +1,16 @@
+module github.com/raftline/raft/bench/anchors/etcd36
+
+go 1.25
+
+require (
+	github.com/raftline/raft/bench/anchors v0.0.0
+	go.etcd.io/raft/v3 v3.6.0
+)
+
+require (
+	github.com/gogo/protobuf v1.3.2 // indirect
+	github.com/golang/protobuf v1.5.4 // indirect
+	google.golang.org/protobuf v1.36.12 // indirect
+)
+
+replace github.com/raftline/raft/bench/anchors => ../

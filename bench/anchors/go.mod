@@ -1,0 +1,3 @@
+module github.com/raftline/raft/bench/anchors
+
+go 1.25
