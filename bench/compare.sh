@@ -92,4 +92,7 @@ echo "load at end: $(uptime)" | tee -a "$OUT/machine.txt"
   -title "$(date -u +%Y-%m-%d), $(nproc) CPUs, $ROUNDS round(s) of $DURATION, load at end $(cut -d' ' -f1-3 /proc/loadavg)" \
   "$results"
 echo
+echo "runs with a leader change inside the measured window (their numbers include it; see logs/):"
+grep -lE "elections during window: true|leader changes seen during window: [1-9]" "$OUT"/logs/*.log | sed "s|^$OUT/logs/|  |; s|\.log$||" || echo "  none"
+echo
 echo "results, summary.md, charts and per-run logs in $OUT"

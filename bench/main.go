@@ -3,7 +3,9 @@
 // in one process, closed-loop clients each proposing a fresh command and
 // waiting until it is committed and applied on the leader, a warm-up, then
 // a measured window. It prints exactly one JSON line on stdout in the
-// harness' format; diagnostics go to stderr.
+// harness' format; diagnostics go to stderr. bench/anchors/driver runs the
+// same workload against the anchor libraries (bench/compare.sh,
+// docs/benchmarks.md): keep the two in step.
 //
 //	go run ./bench -nodes 3 -transport tcp -durable -clients 16 -duration 5s
 package main

@@ -393,7 +393,7 @@ func compare(w io.Writer, d, y *dataset, tol float64) {
 			} else {
 				agree++
 			}
-			fmt.Fprintf(w, "%-22s %-12s %10.0f %10.0f %8.2f %7.0f%% %7.0f%%  %s\n", c, lib, a.ops, b.ops, q, 100*sa, 100*sb, v)
+			fmt.Fprintf(w, "%-22s %-12s %10.0f %10.0f %8.2f %8s %8s  %s\n", c, lib, a.ops, b.ops, q, pct(sa), pct(sb), v)
 		}
 	}
 	fmt.Fprintf(w, "\nmedians within max(%.0f%%, own spread) of the yardstick's: %d of %d\n\n", 100*tol, agree, total)
@@ -423,6 +423,14 @@ func compare(w io.Writer, d, y *dataset, tol float64) {
 		}
 	}
 	fmt.Fprintf(w, "\nraftline/best-anchor ratios within %.0f%% of the yardstick's: %d of %d\n", 100*tol, ragree, rtotal)
+}
+
+// pct formats a spread; a run with no ops makes it infinite.
+func pct(v float64) string {
+	if math.IsInf(v, 0) || math.IsNaN(v) {
+		return "inf"
+	}
+	return fmt.Sprintf("%.0f%%", 100*v)
 }
 
 // order lists the libraries of c by median ops/s, highest first.

@@ -73,12 +73,32 @@ func newLogAxis(vals []float64, y0, y1 float64) logAxis {
 	if math.IsInf(mn, 1) {
 		mn, mx = 1, 10
 	}
-	lo := math.Pow(10, math.Floor(math.Log10(mn)))
-	hi := math.Pow(10, math.Ceil(math.Log10(mx)))
+	// Bounds on the 1-2-5 grid with some room, so the smallest bar shows.
+	lo, hi := grid(mn/1.5, false), grid(mx*1.1, true)
 	if hi <= lo {
 		hi = lo * 10
 	}
 	return logAxis{lo, hi, y0, y1}
+}
+
+// grid returns the largest 1, 2 or 5 times a power of ten at or below v
+// (up: the smallest at or above).
+func grid(v float64, up bool) float64 {
+	e := math.Pow(10, math.Floor(math.Log10(v)))
+	steps := []float64{1, 2, 5, 10}
+	if up {
+		for _, m := range steps {
+			if e*m >= v*0.9999 {
+				return e * m
+			}
+		}
+	}
+	for i := len(steps) - 1; i >= 0; i-- {
+		if e*steps[i] <= v*1.0001 {
+			return e * steps[i]
+		}
+	}
+	return e
 }
 
 func (a logAxis) pos(v float64) float64 {
@@ -90,15 +110,14 @@ func (a logAxis) pos(v float64) float64 {
 // ticks are 1, 2, 5 per decade when the axis spans up to three decades,
 // else one per decade.
 func (a logAxis) ticks() []float64 {
-	decades := int(math.Round(math.Log10(a.hi / a.lo)))
 	mult := []float64{1, 2, 5}
-	if decades > 3 {
+	if math.Log10(a.hi/a.lo) > 3.5 {
 		mult = []float64{1}
 	}
 	var t []float64
-	for d := a.lo; d <= a.hi*1.0001; d *= 10 {
+	for d := math.Pow(10, math.Floor(math.Log10(a.lo))); d <= a.hi*1.0001; d *= 10 {
 		for _, m := range mult {
-			if v := d * m; v <= a.hi*1.0001 {
+			if v := d * m; v >= a.lo*0.9999 && v <= a.hi*1.0001 {
 				t = append(t, v)
 			}
 		}
