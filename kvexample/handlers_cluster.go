@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"time"
 
 	"github.com/raftline/raft"
 )
@@ -32,9 +33,17 @@ import (
 type clusterView struct {
 	// Index is the log index of the configuration shown: the newest one
 	// this node knows to be committed.
-	Index   uint64       `json:"index"`
-	Leader  uint64       `json:"leader"`
-	Servers []serverView `json:"servers"`
+	Index  uint64 `json:"index"`
+	Leader uint64 `json:"leader"`
+	// Term, LastIndex, FirstIndex, CommitIndex and Health are this node's,
+	// as in GET /status, so an operator reading /cluster in an incident
+	// sees whose view it is.
+	Term        uint64       `json:"term"`
+	LastIndex   uint64       `json:"last_index"`
+	FirstIndex  uint64       `json:"first_index"`
+	CommitIndex uint64       `json:"commit_index"`
+	Health      string       `json:"health"`
+	Servers     []serverView `json:"servers"`
 	// Removed lists the IDs of servers removed from the cluster, which no
 	// server may use again.
 	Removed []uint64 `json:"removed"`
@@ -62,6 +71,22 @@ type progressView struct {
 	Unreachable  bool   `json:"unreachable,omitempty"`
 	SnapshotSent uint64 `json:"snapshot_sent,omitempty"`
 	SnapshotSize uint64 `json:"snapshot_size,omitempty"`
+	// Inflight counts appends sent and not yet answered; Lag is the
+	// leader's last index minus Match; LastContactMS how long ago the
+	// peer last answered, in milliseconds.
+	Inflight      int    `json:"inflight"`
+	Lag           uint64 `json:"lag"`
+	LastContactMS int64  `json:"last_contact_ms"`
+}
+
+// progressOf is the leader's view of peer id, from its Status.
+func progressOf(st raft.Status, id raft.NodeID) progressView {
+	p := st.Peers[id]
+	return progressView{
+		Match: p.Match, Next: p.Next, State: p.State, Unreachable: p.Unreachable,
+		SnapshotSent: p.SnapshotSent, SnapshotSize: p.SnapshotSize, Inflight: p.Inflight,
+		Lag: st.LastIndex - min(p.Match, st.LastIndex), LastContactMS: st.Metrics.Peers[id].LastContact.Milliseconds(),
+	}
 }
 
 // clusterView builds the view of the configuration this node has committed.
@@ -71,14 +96,17 @@ func (s *server) clusterView(ctx context.Context) (clusterView, error) {
 		return clusterView{}, err
 	}
 	st := s.raft.Status()
-	v := clusterView{Index: index, Leader: uint64(st.Leader), Servers: []serverView{}, Removed: []uint64{}}
+	v := clusterView{
+		Index: index, Leader: uint64(st.Leader), Term: st.Term, LastIndex: st.LastIndex, FirstIndex: st.FirstIndex,
+		CommitIndex: st.Commit, Health: s.health(ctx, st, time.Now()), Servers: []serverView{}, Removed: []uint64{},
+	}
 	for _, srv := range conf.Servers {
 		sv := serverView{ID: uint64(srv.ID), RaftAddr: srv.Address, Role: srv.Suffrage.String()}
 		sv.HTTPAddr, _ = s.sm.HTTPAddr(srv.ID)
 		if st.Role == raft.Leader {
-			if p, ok := st.Peers[srv.ID]; ok {
-				sv.Progress = &progressView{Match: p.Match, Next: p.Next, State: p.State, Unreachable: p.Unreachable,
-					SnapshotSent: p.SnapshotSent, SnapshotSize: p.SnapshotSize}
+			if _, ok := st.Peers[srv.ID]; ok {
+				p := progressOf(st, srv.ID)
+				sv.Progress = &p
 			} else if srv.ID == s.id {
 				sv.Progress = &progressView{Match: st.LastIndex, Next: st.LastIndex + 1, State: "leader"}
 			}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"maps"
 	"net/http"
@@ -38,7 +39,15 @@ type statusResponse struct {
 	Lease bool `json:"lease"`
 	// Transferring is the node a leader is handing leadership to.
 	Transferring uint64 `json:"transferring,omitempty"`
-	Health       string `json:"health"`
+	// Peers is the leader's replication state per peer; absent elsewhere.
+	Peers  []peerProgress `json:"peers,omitempty"`
+	Health string         `json:"health"`
+}
+
+// peerProgress is the leader's view of one peer, in /status.
+type peerProgress struct {
+	ID uint64 `json:"id"`
+	progressView
 }
 
 // handleStatus serves GET /status.
@@ -62,12 +71,15 @@ func (s *server) handleStatus(w http.ResponseWriter, r *http.Request) {
 	if st.Leader != raft.None {
 		out.LeaderHTTP, _ = s.sm.HTTPAddr(st.Leader)
 	}
-	out.Health = s.health(st, time.Now())
+	for _, id := range slices.Sorted(maps.Keys(st.Peers)) {
+		out.Peers = append(out.Peers, peerProgress{ID: uint64(id), progressView: progressOf(st, id)})
+	}
+	out.Health = s.health(r.Context(), st, time.Now())
 	writeJSON(w, http.StatusOK, out)
 }
 
 // health describes the node's state in a sentence.
-func (s *server) health(st raft.Status, now time.Time) string {
+func (s *server) health(ctx context.Context, st raft.Status, now time.Time) string {
 	switch {
 	case st.Err != nil:
 		return "stopped: " + st.Err.Error() + "; restart the node once the cause is fixed"
@@ -78,13 +90,16 @@ func (s *server) health(st raft.Status, now time.Time) string {
 	case st.Role == raft.Leader:
 		return leaderHealth(st)
 	case st.Leader == raft.None:
-		return fmt.Sprintf("no leader known: an election is under way, or this node cannot reach a majority of voters %v", st.Config.Voters())
+		return s.noLeaderReason(st, now)
 	}
 	if silent, ok := s.leaderSilence(st.Leader, now); ok {
 		return fmt.Sprintf("following node %d, but it has been silent for %v: it is probably down, and an election will follow",
 			st.Leader, silent.Round(time.Millisecond))
 	}
 	msg := fmt.Sprintf("following node %d", st.Leader)
+	if behind := s.leaderLead(ctx, st); behind >= catchingUpEntries {
+		msg = fmt.Sprintf("catching up: %s entries behind leader %d", thousands(behind), st.Leader)
+	}
 	if behind := st.Commit - min(st.Applied, st.Commit); behind > 0 {
 		msg += fmt.Sprintf("; applying, %d committed entries behind", behind)
 	}
@@ -101,11 +116,11 @@ func leaderHealth(st raft.Status) string {
 		p := st.Peers[id]
 		switch {
 		case p.Unreachable:
-			unreachable = append(unreachable, fmt.Sprint(id))
+			unreachable = append(unreachable, fmt.Sprintf("%d (silent for %s)", id, seconds(st.Metrics.Peers[id].LastContact)))
 		case p.State == "snapshot":
 			snapshot = append(snapshot, fmt.Sprintf("%d (%d of %d bytes)", id, p.SnapshotSent, p.SnapshotSize))
 		case p.Match < st.LastIndex:
-			behind = append(behind, fmt.Sprintf("%d (%d entries)", id, st.LastIndex-p.Match))
+			behind = append(behind, fmt.Sprintf("%d (%s entries)", id, thousands(st.LastIndex-p.Match)))
 		}
 	}
 	msg := fmt.Sprintf("leader of term %d", st.Term)

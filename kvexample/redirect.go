@@ -57,7 +57,12 @@ func (s *server) redirectToLeader(w http.ResponseWriter, r *http.Request, leader
 		writeError(w, http.StatusTemporaryRedirect, fmt.Sprintf("node %d has just become the leader; send the request again", s.id))
 		return
 	case leader == raft.None || leader == s.id:
+		// The same words as the health line of /status, so a client's
+		// error and an operator's dashboard tell one story.
 		reason = fmt.Sprintf("node %d is not the leader and knows of no leader", s.id)
+		if s.raft != nil {
+			reason += "; " + s.noLeaderReason(s.raft.Status(), time.Now())
+		}
 	default:
 		addr, known := s.sm.HTTPAddr(leader)
 		silent, isSilent := s.leaderSilence(leader, time.Now())

@@ -56,6 +56,9 @@ type server struct {
 	// redirecting clients to it (transport.go).
 	contact     *contactTracker
 	silentAfter time.Duration
+	// leaderCommit caches the leader's commit index, for a follower's
+	// health line (health.go).
+	leaderCommit leaderCommitCache
 	// removed is closed once this node knows it was removed from the
 	// cluster; nil in tests that build a bare server.
 	removed <-chan struct{}
