@@ -46,6 +46,15 @@ type nodeConfig struct {
 	// Network is the in-memory network of the single-process mode; nil in
 	// multi-process mode.
 	Network *raft.Network
+	// LinkDelay, in single-process mode, holds back each message from
+	// another node for this long (the lab's slow links); nil: none.
+	LinkDelay func(from raft.NodeID) time.Duration
+	// Lab is the single-process mode's fault injector, which also feeds
+	// the /ui page there; nil in multi-process mode.
+	Lab *lab
+	// Storage, if set, is the node's storage, kept by the caller across
+	// restarts (the single-process mode's crash and restart, in memory).
+	Storage *nodeStorage
 
 	ElectionTimeout time.Duration
 	// RequestTimeout bounds how long an HTTP request waits for raft.
@@ -147,7 +156,7 @@ func startNode(cfg nodeConfig) (_ *kvNode, err error) {
 	if start.recovered {
 		warnPeersDiffer(cfg, rn.Status().Config)
 	}
-	n.serve(cfg, ln, contact)
+	n.serve(cfg, ln, contact, storage.log)
 	return n, nil
 }
 
@@ -171,7 +180,7 @@ func raftConfig(cfg nodeConfig, st nodeStorage, tr raft.Transport, sm raft.State
 }
 
 // serve starts the node's HTTP API and its background work.
-func (n *kvNode) serve(cfg nodeConfig, ln net.Listener, contact *contactTracker) {
+func (n *kvNode) serve(cfg nodeConfig, ln net.Listener, contact *contactTracker, log raft.Storage) {
 	// The clock this node stamps the commands it proposes with, as leader:
 	// the only clock the log's time ever comes from (logclock.go).
 	clock := time.Now
@@ -181,7 +190,17 @@ func (n *kvNode) serve(cfg nodeConfig, ln net.Listener, contact *contactTracker)
 		id: cfg.ID, raft: n.raft, sm: n.sm, network: cfg.Network, timeout: cfg.RequestTimeout,
 		changeTimeout: max(cfg.RequestTimeout, membershipTimeout),
 		clock:         clock, stopping: stopping, contact: contact, silentAfter: silentHeartbeats * heartbeat,
-		removed: n.removed,
+		removed: n.removed, log: log, lab: cfg.Lab,
+	}
+	n.api.metrics = newNodeMetrics(n.api)
+	if cfg.Lab != nil {
+		n.api.ui = cfg.Lab.ui
+	} else {
+		url := n.URL()
+		n.api.ui = &uiHandler{
+			src:   remoteSource{s: n.api, url: url},
+			write: func(ctx context.Context, key, value string) writeResult { return putVia(ctx, url, key, value) },
+		}
 	}
 	n.srv = &http.Server{
 		Handler:           n.api.routes(),

@@ -34,9 +34,17 @@ type server struct {
 	id   raft.NodeID
 	raft *raft.Node
 	sm   *kvStateMachine
-	// network is the in-memory network in single-process mode, for the
-	// teaching-only /debug endpoints; nil otherwise.
+	// log is the node's raft log, read for the /ui page's cards.
+	log raft.Storage
+	// network is the in-memory network in single-process mode; nil
+	// otherwise. lab, in that mode, serves the teaching-only /debug
+	// endpoints (lab.go).
 	network *raft.Network
+	lab     *lab
+	// ui serves the /ui page (ui.go), and metrics GET /metrics
+	// (metrics.go); nil in tests that build a bare server.
+	ui      *uiHandler
+	metrics *nodeMetrics
 	// timeout bounds how long a request waits for raft (commit, read
 	// barrier).
 	timeout time.Duration
@@ -97,11 +105,18 @@ func (s *server) routes() http.Handler {
 	mux.HandleFunc("POST /cluster/add", s.handleAdd)
 	mux.HandleFunc("POST /cluster/remove", s.handleRemove)
 	mux.HandleFunc("POST /cluster/transfer", s.handleTransfer)
-	if s.network != nil {
-		s.debugRoutes(mux)
+	mux.HandleFunc("GET /ui/node", s.handleNodeView)
+	if s.metrics != nil {
+		mux.Handle("GET /metrics", s.metrics.handler())
+	}
+	if s.lab != nil {
+		s.lab.routes(mux, s.id)
+	}
+	if s.ui != nil {
+		s.ui.routes(mux, s.stopping)
 	}
 	rest := jsonErrors(mux)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch p := r.URL.EscapedPath(); {
 		case p == "/kv" || strings.HasPrefix(p, "/kv/"):
 			s.handleKV(w, r, p)
@@ -111,6 +126,10 @@ func (s *server) routes() http.Handler {
 			rest.ServeHTTP(w, r)
 		}
 	})
+	if s.metrics != nil {
+		h = s.metrics.instrument(h)
+	}
+	return h
 }
 
 // jsonErrors makes the mux's own answers (404 for an unknown path, 405 for

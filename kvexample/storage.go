@@ -42,6 +42,9 @@ type nodeStorage struct {
 // memory when there is none (single-process mode without --data, whose
 // state then does not survive a restart).
 func newStorage(cfg nodeConfig) (nodeStorage, error) {
+	if cfg.Storage != nil {
+		return *cfg.Storage, nil
+	}
 	if cfg.DataDir == "" {
 		if cfg.Network == nil {
 			return nodeStorage{}, errNeedData

@@ -20,16 +20,50 @@ import (
 // contactTracker on its way to the node.
 
 // contactTracker records when this node last received a message from each
-// peer. Its zero value is ready to use.
+// peer, and counts what arrived from whom (the flows on the /ui page and
+// kvexample_messages_received_total). Its zero value is ready to use.
 type contactTracker struct {
-	mu   sync.Mutex
-	last map[raft.NodeID]time.Time
+	mu       sync.Mutex
+	last     map[raft.NodeID]time.Time
+	received map[flowKey]uint64
+}
+
+// flowKey is a sender and a message type.
+type flowKey struct {
+	From raft.NodeID
+	Type raft.MessageType
+}
+
+// receivedFrom records message m, received at t.
+func (c *contactTracker) receivedFrom(m raft.Message, t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.received == nil {
+		c.received = make(map[flowKey]uint64)
+	}
+	c.received[flowKey{m.From, m.Type}]++
+	c.heardLocked(m.From, t)
+}
+
+// flows returns a copy of the message counts by sender and type.
+func (c *contactTracker) flows() map[flowKey]uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[flowKey]uint64, len(c.received))
+	for k, v := range c.received {
+		out[k] = v
+	}
+	return out
 }
 
 // heard records a message from id received at t.
 func (c *contactTracker) heard(id raft.NodeID, t time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.heardLocked(id, t)
+}
+
+func (c *contactTracker) heardLocked(id raft.NodeID, t time.Time) {
 	if c.last == nil {
 		c.last = make(map[raft.NodeID]time.Time)
 	}
@@ -46,22 +80,33 @@ func (c *contactTracker) since(id raft.NodeID, now time.Time) (d time.Duration, 
 }
 
 // forward passes every message from in to the returned channel, recording
-// its sender, until stop is closed (or in is).
-func (c *contactTracker) forward(in <-chan raft.Message, stop <-chan struct{}) (out <-chan raft.Message, done <-chan struct{}) {
+// its sender, until stop is closed (or in is). delay, if not nil, holds
+// back the messages of slowed links (the teaching-only slow link,
+// slowlink.go).
+func (c *contactTracker) forward(in <-chan raft.Message, stop <-chan struct{}, delay func(from raft.NodeID) time.Duration) (out <-chan raft.Message, done <-chan struct{}) {
 	// As deep as the node's own inbox would otherwise have been, so a
 	// burst waits here rather than at the transport.
 	ch := make(chan raft.Message, cap(in))
 	fin := make(chan struct{})
 	go func() {
+		lines := delayLines{out: ch, stop: stop, tracker: c}
 		defer close(fin)
+		defer lines.wait()
 		for {
 			select {
 			case m, ok := <-in:
 				if !ok {
+					lines.wait()
 					close(ch)
 					return
 				}
-				c.heard(m.From, time.Now())
+				if delay != nil {
+					if d := delay(m.From); d > 0 {
+						lines.add(m, d)
+						continue
+					}
+				}
+				c.receivedFrom(m, time.Now())
 				select {
 				case ch <- m:
 				case <-stop:
@@ -104,7 +149,7 @@ func newTransport(cfg nodeConfig, peers raft.Configuration, contact *contactTrac
 	stop := make(chan struct{})
 	if cfg.Network != nil {
 		mt := cfg.Network.Join(cfg.ID)
-		in, done := contact.forward(mt.Receive(), stop)
+		in, done := contact.forward(mt.Receive(), stop, cfg.LinkDelay)
 		// The in-memory network needs no closing: a node that stops simply
 		// stops reading its inbox.
 		return &watchedMem{MemTransport: mt, in: in}, func() error { close(stop); <-done; return nil }, nil
@@ -122,7 +167,7 @@ func newTransport(cfg nodeConfig, peers raft.Configuration, contact *contactTrac
 	if err != nil {
 		return nil, nil, fmt.Errorf("node %d: %w", cfg.ID, err)
 	}
-	in, done := contact.forward(t.Receive(), stop)
+	in, done := contact.forward(t.Receive(), stop, nil)
 	return &watchedTCP{TCPTransport: t, in: in}, func() error {
 		close(stop)
 		<-done
