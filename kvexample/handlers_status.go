@@ -120,7 +120,7 @@ func leaderHealth(st raft.Status) string {
 		case p.State == "snapshot":
 			snapshot = append(snapshot, fmt.Sprintf("%d (%d of %d bytes)", id, p.SnapshotSent, p.SnapshotSize))
 		case p.Match < st.LastIndex:
-			behind = append(behind, fmt.Sprintf("%d (%s entries)", id, thousands(st.LastIndex-p.Match)))
+			behind = append(behind, fmt.Sprintf("node %d by %s entries", id, thousands(st.LastIndex-p.Match)))
 		}
 	}
 	msg := fmt.Sprintf("leader of term %d", st.Term)
@@ -136,7 +136,7 @@ func leaderHealth(st raft.Status) string {
 		msg += "; sending a snapshot to " + strings.Join(snapshot, ", ")
 	}
 	if len(behind) > 0 {
-		msg += "; catching up " + strings.Join(behind, ", ")
+		msg += "; behind: " + strings.Join(behind, ", ")
 	}
 	if len(unreachable)+len(snapshot)+len(behind) == 0 {
 		msg += "; every peer is up to date"

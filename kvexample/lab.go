@@ -123,7 +123,7 @@ func (l *lab) routes(mux *http.ServeMux, self raft.NodeID) {
 		writeJSON(w, http.StatusOK, map[string]any{"healed": true})
 	})
 	mux.HandleFunc("POST /debug/crash", func(w http.ResponseWriter, r *http.Request) {
-		if id, ok := l.nodeParam(w, r, 0); ok {
+		if id, ok := l.nodeParam(w, r, 0); ok && l.mustBe(w, id, true) {
 			l.background(w, "crashing", id, func() error {
 				if !l.c.crash(id) {
 					return fmt.Errorf("node %d is not up", id)
@@ -133,7 +133,7 @@ func (l *lab) routes(mux *http.ServeMux, self raft.NodeID) {
 		}
 	})
 	mux.HandleFunc("POST /debug/restart", func(w http.ResponseWriter, r *http.Request) {
-		if id, ok := l.nodeParam(w, r, 0); ok {
+		if id, ok := l.nodeParam(w, r, 0); ok && l.mustBe(w, id, false) {
 			l.background(w, "restarting", id, func() error { return l.c.restart(id) })
 		}
 	})
@@ -157,6 +157,20 @@ func (l *lab) background(w http.ResponseWriter, what string, id raft.NodeID, op 
 		}
 	}()
 	writeJSON(w, http.StatusAccepted, map[string]any{what: uint64(id)})
+}
+
+// mustBe answers 409 and returns false unless node id is up (up true) or
+// crashed (up false).
+func (l *lab) mustBe(w http.ResponseWriter, id raft.NodeID, up bool) bool {
+	if _, isUp := l.c.node(id); isUp != up {
+		state := "crashed"
+		if isUp {
+			state = "up"
+		}
+		writeError(w, http.StatusConflict, fmt.Sprintf("node %d is %s", id, state))
+		return false
+	}
+	return true
 }
 
 // nodeParam reads ?node=N, a member's ID (def when absent and def != 0),

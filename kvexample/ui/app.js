@@ -72,10 +72,13 @@ setInterval(() => {
 
 function render(f) {
   page.lastFrameAt = Date.now();
-  document.body.dataset.seq = f.seq;
+  // Frames received by this page: it only grows, across reconnections
+  // (f.seq starts again at 1 on each new stream).
+  page.frames = (page.frames || 0) + 1;
+  document.body.dataset.frames = page.frames;
   document.body.dataset.stale = "false";
   $("#stale-banner").hidden = true;
-  $("#live-text").textContent = `live · frame ${f.seq}`;
+  $("#live-text").textContent = `live · frame ${page.frames}`;
   page.nodes = f.nodes;
   setLab(f.lab);
   updateRates(f);
