@@ -27,7 +27,7 @@ func TestClusterPageShowsOneLeaderAFailoverAndAWriteOnEveryCard(t *testing.T) {
 
 	st := b.waitFor("exactly one leader card", 10*time.Second, func(p pageState) bool { return p.leader() != 0 })
 	old := st.leader()
-	b.shot("1-one-leader")
+	b.shot("ui-1-one-leader")
 
 	start := time.Now()
 	b.click(fmt.Sprintf(`button[data-action="crash"][data-node="%d"]`, old))
@@ -36,7 +36,7 @@ func TestClusterPageShowsOneLeaderAFailoverAndAWriteOnEveryCard(t *testing.T) {
 	})
 	st = b.waitFor("a new leader", 5*time.Second, func(p pageState) bool { return p.leader() != 0 && p.leader() != old })
 	t.Logf("the page showed node %d leading %v after node %d crashed", st.leader(), time.Since(start).Round(time.Millisecond), old)
-	b.shot("2-new-leader")
+	b.shot("ui-2-new-leader")
 
 	b.click(fmt.Sprintf(`button[data-action="restart"][data-node="%d"]`, old))
 	b.click(`#heal`)
@@ -57,7 +57,7 @@ func TestClusterPageShowsOneLeaderAFailoverAndAWriteOnEveryCard(t *testing.T) {
 		}
 		return n == 3 && p.leader() != 0
 	})
-	b.shot("3-write-on-every-card")
+	b.shot("ui-3-write-on-every-card")
 }
 
 // browser is a headless chromium showing one page.

@@ -18,14 +18,14 @@ import (
 // startTestCluster starts the single-process cluster on free ports, waits
 // for a leader that has recorded its HTTP address, and closes it when the
 // test ends.
-func startTestCluster(t *testing.T) (*localCluster, *kvNode) {
+func startTestCluster(t testing.TB) (*localCluster, *kvNode) {
 	t.Helper()
 	return startTestClusterWith(t, nil)
 }
 
 // startTestClusterWith is startTestCluster with each node's configuration
 // changed by tune.
-func startTestClusterWith(t *testing.T, tune func(*nodeConfig)) (*localCluster, *kvNode) {
+func startTestClusterWith(t testing.TB, tune func(*nodeConfig)) (*localCluster, *kvNode) {
 	t.Helper()
 	c, err := startLocalCluster(3, "127.0.0.1", 0, func(cfg *nodeConfig) {
 		cfg.Logger = slog.New(slog.DiscardHandler)

@@ -144,6 +144,7 @@ func runNode(ctx context.Context, o options, logger *slog.Logger, stdout io.Writ
 	}
 	fmt.Fprintf(stdout, "try:\n  curl -L -X PUT --data-binary 'hello raft' %s/kv/greeting\n", n.URL())
 	fmt.Fprintf(stdout, "  curl -L %s/kv/greeting\n  curl %s/status\n", n.URL(), n.URL())
+	fmt.Fprintf(stdout, "the cluster, live: %s/ui/\n", n.URL())
 	fmt.Fprintln(stdout, "Ctrl-C or SIGTERM stops the node.")
 	select {
 	case <-ctx.Done():
@@ -227,6 +228,7 @@ func runLocal(ctx context.Context, o options, logger *slog.Logger, stdout io.Wri
 		fmt.Fprintf(stdout, "leader: node %d (%s)\n", leader.id, leader.URL())
 		fmt.Fprintf(stdout, "try:\n  curl -L -X PUT --data-binary 'hello raft' %s/kv/greeting\n", first)
 		fmt.Fprintf(stdout, "  curl -L %s/kv/greeting\n  curl %s/status\n", first, first)
+		fmt.Fprintf(stdout, "watch it live, and break it: %s/ui/\n", first)
 		fmt.Fprintln(stdout, "Ctrl-C stops the cluster.")
 	} else if ctx.Err() == nil {
 		logger.Warn("kvexample: still no leader; requests answer 503 until one is elected", "err", err)
