@@ -63,23 +63,29 @@ func TestLabRefusesMalformedFaultsWith400(t *testing.T) {
 	wantJSONError(t, do(t, noRedirects, "POST", leader.URL()+"/debug/restart?node="+labelID(leader), ""), http.StatusConflict)
 }
 
-func TestSlowedLinkIsListedUntilHealAndSlowsHeartbeats(t *testing.T) {
+func TestSlowedLinkDelaysAFollowerUntilHealed(t *testing.T) {
 	c, leader := startTestCluster(t)
 	f := follower(c, leader)
-	body := `{"from":` + labelID(leader) + `,"to":` + labelID(f) + `,"delay_ms":250,"both":true}`
+	body := `{"from":` + labelID(leader) + `,"to":` + labelID(f) + `,"delay_ms":600,"both":true}`
 	r := do(t, noRedirects, "POST", leader.URL()+"/debug/slow", body)
 	wantStatus(t, r, 200)
 	var lab labView
-	if err := json.Unmarshal([]byte(r.body), &lab); err != nil || len(lab.Slow) != 2 || lab.Slow[0].DelayMS != 250 {
+	if err := json.Unmarshal([]byte(r.body), &lab); err != nil || len(lab.Slow) != 2 || lab.Slow[0].DelayMS != 600 {
 		t.Fatalf("after slowing one link both ways the lab lists %+v (%v)", lab.Slow, err)
 	}
-	// The leader now hears from the follower a round trip (500 ms) after
-	// each heartbeat, and says so in its view.
-	eventually(t, 5*time.Second, "the leader to see the slow round trip", func() bool {
-		st := leader.raft.Status()
-		pm, ok := st.Metrics.Peers[f.id]
-		return ok && pm.RPCLatency.Quantile(0.99) >= 0.5
+	// The other follower makes the majority, so a write is acknowledged
+	// before the slowed follower has even received it.
+	wantStatus(t, do(t, followRedirects, "PUT", leader.URL()+"/kv/late", "v"), 200)
+	acked := time.Now()
+	if r := do(t, noRedirects, "GET", f.URL()+"/kv/late?stale=1", ""); r.code != http.StatusNotFound {
+		t.Errorf("the follower behind a %d ms link had the write at once (%d %q)", 600, r.code, r.body)
+	}
+	eventually(t, 5*time.Second, "the write to reach the slowed follower", func() bool {
+		return do(t, noRedirects, "GET", f.URL()+"/kv/late?stale=1", "").code == http.StatusOK
 	})
+	if d := time.Since(acked); d < 300*time.Millisecond {
+		t.Errorf("the write reached the follower behind a 600 ms link %v after it was acknowledged", d)
+	}
 	wantStatus(t, do(t, noRedirects, "POST", leader.URL()+"/debug/heal", ""), 200)
 	if err := json.Unmarshal([]byte(do(t, noRedirects, "GET", leader.URL()+"/debug/lab", "").body), &lab); err != nil || len(lab.Slow) != 0 {
 		t.Errorf("after heal the lab lists slowed links %+v (%v)", lab.Slow, err)
