@@ -261,11 +261,18 @@ type configAt struct {
 // latestConfigurations finds the configuration in force and the one before
 // it (in force again should the latest's entry be overwritten): the last
 // two configuration entries in storage, then the snapshot's.
+//
+// Only the entries after the snapshot are read: the snapshot's
+// configuration is the last one up to its index, and a log kept behind a
+// snapshot for slow followers (or a WAL that compacts whole segments) may
+// be hundreds of thousands of entries long, which a restart would
+// otherwise read one by one.
 func latestConfigurations(s Storage, snap SnapshotMeta) (latest, prev configAt, err error) {
 	first, err := s.FirstIndex()
 	if err != nil {
 		return latest, prev, err
 	}
+	first = max(first, snap.Index+1)
 	last, err := s.LastIndex()
 	if err != nil {
 		return latest, prev, err

@@ -1,0 +1,63 @@
+package raft
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// countingStorage records the lowest index a caller asked Entries for.
+type countingStorage struct {
+	*MemoryStorage
+	lowest uint64
+	read   int
+}
+
+func (s *countingStorage) Entries(lo, hi, maxBytes uint64) ([]Entry, error) {
+	if s.read == 0 || lo < s.lowest {
+		s.lowest = lo
+	}
+	ents, err := s.MemoryStorage.Entries(lo, hi, maxBytes)
+	s.read += len(ents)
+	return ents, err
+}
+
+// A restart must not read the entries a snapshot already covers to find the
+// configuration: the log kept behind a snapshot may be very long.
+func TestLatestConfigurationsReadsOnlyEntriesAfterTheSnapshot(t *testing.T) {
+	three := Configuration{Servers: []Server{{ID: 1}, {ID: 2}, {ID: 3}}}
+	four := Configuration{Servers: append(append([]Server(nil), three.Servers...), Server{ID: 4, Suffrage: Learner})}
+	tests := []struct {
+		name         string
+		configAfter  bool // a configuration entry after the snapshot
+		wantLatest   Configuration
+		wantLatestAt uint64
+		wantPrevAt   uint64
+	}{
+		{"snapshot's configuration in force", false, three, 1, 1},
+		{"a later configuration entry wins", true, four, 9500, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := &countingStorage{MemoryStorage: NewMemoryStorage()}
+			ents := make([]Entry, 10_000)
+			for i := range ents {
+				ents[i] = Entry{Index: uint64(i + 1), Term: 1, Type: EntryNormal}
+			}
+			ents[0] = Entry{Index: 1, Term: 1, Type: EntryConfig, Data: EncodeConfiguration(three)}
+			if tt.configAfter {
+				ents[9499] = Entry{Index: 9500, Term: 1, Type: EntryConfig, Data: EncodeConfiguration(four)}
+			}
+			require.NoError(t, s.Save(HardState{Term: 1, Commit: 10_000}, ents))
+			snap := SnapshotMeta{Index: 9000, Term: 1, Config: three, ConfigIndex: 1}
+
+			latest, prev, err := latestConfigurations(s, snap)
+			require.NoError(t, err)
+			require.Equal(t, tt.wantLatest, latest.conf)
+			require.Equal(t, tt.wantLatestAt, latest.index)
+			require.Equal(t, tt.wantPrevAt, prev.index)
+			require.Greater(t, s.lowest, snap.Index, "read entries the snapshot covers")
+			require.LessOrEqual(t, s.read, 1000)
+		})
+	}
+}
