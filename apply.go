@@ -37,7 +37,7 @@ type applier struct {
 
 func (n *Node) runApplier(restored SnapshotMeta) {
 	a := &applier{n: n, meta: restored, snapshotted: restored.Index,
-		policy: snapshotPolicy{entries: n.cfg.SnapshotEntries, bytes: n.cfg.SnapshotBytes}}
+		policy: snapshotPolicy{entries: n.cfg.SnapshotEntries, bytes: n.cfg.SnapshotBytes, ratio: n.cfg.SnapshotSizeRatio}}
 	defer func() {
 		for _, w := range a.waiting {
 			w.finish(0, ErrClosed)
@@ -126,7 +126,7 @@ func (a *applier) published(index uint64) {
 // writer is free: the capture is quick, the writing happens on the writer.
 func (a *applier) maybeSnapshot() {
 	n := a.n
-	if a.broken || n.snapshotBusy.Load() || (!a.policy.due() && len(a.waiting) == 0) {
+	if a.broken || n.snapshotBusy.Load() || (!a.policy.due(int64(n.m.snapshotBytes.Load())) && len(a.waiting) == 0) {
 		return
 	}
 	if a.meta.Index <= a.snapshotted {

@@ -34,6 +34,14 @@ type Config struct {
 	// SnapshotBytes: a snapshot is also taken once the entries applied
 	// since the last one carry this many bytes of commands. Default 0: off.
 	SnapshotBytes int64
+	// SnapshotSizeRatio holds an automatic snapshot back until the
+	// commands applied since the last snapshot amount to at least
+	// 1/SnapshotSizeRatio of that snapshot's size, so that a large state
+	// is not rewritten for every few thousand small writes: snapshots then
+	// write at most about SnapshotSizeRatio bytes per byte of commands,
+	// and the log kept beside a snapshot stays a fraction of it. Default
+	// 4; negative turns the guard off (the thresholds alone decide).
+	SnapshotSizeRatio int
 	// SnapshotTrailing is how many entries compaction keeps behind a
 	// snapshot, so a follower a little behind catches up by appends
 	// instead of a whole snapshot. Default 10240; negative keeps none.
@@ -132,6 +140,9 @@ func (c *Config) setDefaults() {
 	if c.SnapshotEntries == 0 {
 		c.SnapshotEntries = DefaultSnapshotEntries
 	}
+	if c.SnapshotSizeRatio == 0 {
+		c.SnapshotSizeRatio = DefaultSnapshotSizeRatio
+	}
 	switch {
 	case c.SnapshotTrailing == 0:
 		c.SnapshotTrailing = DefaultSnapshotTrailing
@@ -196,6 +207,9 @@ func (c *Config) validate() error {
 const (
 	DefaultSnapshotEntries  = 8192
 	DefaultSnapshotTrailing = 10240
+	// DefaultSnapshotSizeRatio bounds how much snapshots write per byte of
+	// commands (see Config.SnapshotSizeRatio).
+	DefaultSnapshotSizeRatio = 4
 	// DefaultSnapshotChunkSize is the size of one InstallSnapshot chunk.
 	DefaultSnapshotChunkSize = 1 << 20
 	// maxSnapshotChunkSize keeps a chunk well inside the TCP transport's

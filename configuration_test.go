@@ -61,3 +61,39 @@ func TestLatestConfigurationsReadsOnlyEntriesAfterTheSnapshot(t *testing.T) {
 		})
 	}
 }
+
+// The automatic snapshot policy: a threshold makes a snapshot due, and the
+// size ratio holds it back while the commands since the last snapshot are
+// small next to that snapshot, so a large state is not rewritten for every
+// few thousand writes.
+func TestSnapshotPolicyDue(t *testing.T) {
+	tests := []struct {
+		name     string
+		policy   snapshotPolicy
+		entries  int
+		bytes    int // per entry
+		lastSize int64
+		want     bool
+	}{
+		{"below the entry threshold", snapshotPolicy{entries: 100, ratio: 4}, 99, 10, 0, false},
+		{"entry threshold, no snapshot yet", snapshotPolicy{entries: 100, ratio: 4}, 100, 10, 0, true},
+		{"entry threshold, small snapshot", snapshotPolicy{entries: 100, ratio: 4}, 100, 10, 4000, true},
+		{"entry threshold, large snapshot holds it back", snapshotPolicy{entries: 100, ratio: 4}, 100, 10, 4004, false},
+		{"enough commands next to the large snapshot", snapshotPolicy{entries: 100, ratio: 4}, 1000, 10, 40000, true},
+		{"ratio off", snapshotPolicy{entries: 100}, 100, 10, 1 << 30, true},
+		{"byte threshold", snapshotPolicy{bytes: 500, ratio: 4}, 50, 10, 2000, true},
+		{"byte threshold, large snapshot holds it back", snapshotPolicy{bytes: 500, ratio: 4}, 50, 10, 2004, false},
+		{"automatic snapshots off", snapshotPolicy{entries: -1, ratio: 4}, 1 << 20, 10, 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := tt.policy
+			ents := make([]Entry, tt.entries)
+			for i := range ents {
+				ents[i].Data = make([]byte, tt.bytes)
+			}
+			p.applied(ents)
+			require.Equal(t, tt.want, p.due(tt.lastSize))
+		})
+	}
+}

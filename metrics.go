@@ -32,8 +32,8 @@ type Metrics struct {
 	SnapshotsReceived uint64
 	SnapshotsSent     uint64
 	Compactions       uint64
-	// SnapshotBytes is the size of the newest snapshot this node took or
-	// received; SnapshotDuration how long taking one (writing it out) and
+	// SnapshotBytes is the size of the newest snapshot this node took,
+	// received or restored at start; SnapshotDuration how long taking one (writing it out) and
 	// InstallDuration how long receiving one (first chunk to durable)
 	// took, in seconds.
 	SnapshotBytes    uint64

@@ -256,6 +256,7 @@ func NewNode(cfg Config) (*Node, error) {
 	_, n.inlineSave = cfg.Storage.(*MemoryStorage)
 	n.applied.Store(rc.log.applied)
 	n.durableSnapshot.Store(restored.Index)
+	n.m.snapshotBytes.Store(uint64(max(restored.Size, 0)))
 	n.persistedAt = logPosition{index: rc.log.stableIndex(), term: rc.log.lastTerm()}
 	n.adoptPeers()
 	n.start(restored)

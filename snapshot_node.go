@@ -410,6 +410,7 @@ func recoverSnapshot(cfg *Config) (SnapshotMeta, error) {
 type snapshotPolicy struct {
 	entries int   // threshold, ≤ 0 for off
 	bytes   int64 // threshold, 0 for off
+	ratio   int   // Config.SnapshotSizeRatio, ≤ 0 for off
 	// applied counts entries and command bytes since the last snapshot.
 	appliedEntries int
 	appliedBytes   int64
@@ -422,8 +423,14 @@ func (p *snapshotPolicy) applied(ents []Entry) {
 	}
 }
 
-func (p *snapshotPolicy) due() bool {
-	return (p.entries > 0 && p.appliedEntries >= p.entries) || (p.bytes > 0 && p.appliedBytes >= p.bytes)
+// due reports whether an automatic snapshot should be taken, lastSize
+// being the size of the newest snapshot (0 for none or unknown).
+func (p *snapshotPolicy) due(lastSize int64) bool {
+	threshold := (p.entries > 0 && p.appliedEntries >= p.entries) || (p.bytes > 0 && p.appliedBytes >= p.bytes)
+	if !threshold || p.ratio <= 0 {
+		return threshold
+	}
+	return p.appliedBytes >= lastSize/int64(p.ratio)
 }
 
 func (p *snapshotPolicy) reset() { p.appliedEntries, p.appliedBytes = 0, 0 }
