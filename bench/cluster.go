@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/raftline/raft"
@@ -21,25 +22,44 @@ import (
 
 // stateMachine is the harness' trivial state machine: a counter and a copy
 // of the last command, so applying costs the same as for the anchors. The
-// applier is its only user, so it needs no lock.
+// applier is its only user, so it needs no lock. With -state-mb it also
+// keeps a copy-on-write table of that size (state.go), so that snapshots
+// have a realistic size.
 type stateMachine struct {
 	count atomic.Uint64
 	last  []byte
+	table *pagedTable // nil unless -state-mb
 }
 
 func (s *stateMachine) Apply(e raft.Entry) any {
 	s.last = append(s.last[:0], e.Data...)
 	s.count.Add(1)
+	if s.table != nil {
+		s.table.put(e.Data)
+	}
 	return nil
 }
 
-// Snapshot captures the counter and a copy of the last command.
+// Snapshot captures the counter and a copy of the last command (and a
+// frozen view of the table, if any).
 func (s *stateMachine) Snapshot() (raft.StateSnapshot, error) {
 	b := binary.BigEndian.AppendUint64(nil, s.count.Load())
+	if s.table != nil {
+		return &tableSnapshot{head: append(b, s.last...), pages: s.table.freeze()}, nil
+	}
 	return benchSnapshot(append(b, s.last...)), nil
 }
 
 func (s *stateMachine) Restore(r io.Reader) error {
+	if s.table != nil {
+		count, last, err := s.table.restore(r)
+		if err != nil {
+			return err
+		}
+		s.count.Store(count)
+		s.last = append(s.last[:0], last...)
+		return nil
+	}
 	b, err := io.ReadAll(r)
 	if err != nil {
 		return err
@@ -70,135 +90,227 @@ type options struct {
 	// snapshotEntries and snapshotTrailing set the library's snapshot
 	// policy (0: its defaults).
 	snapshotEntries, snapshotTrailing int
+	// leaseReads turns on Config.LeaseReads with maxClockDrift.
+	leaseReads    bool
+	maxClockDrift float64
+	// stateBytes, when positive, gives each state machine a table of that
+	// many bytes (slots of slotSize), which its snapshots hold.
+	stateBytes, slotSize int
+	// tap, if set, watches every TCP connection's heartbeat frames.
+	tap *hbTap
+}
+
+// member is one node of the cluster and what it runs on. A member can be
+// stopped and restarted on the same storage directory and address.
+type member struct {
+	id   raft.NodeID
+	node atomic.Pointer[raft.Node] // nil while stopped
+	sm   *stateMachine
+	tcp  *raft.TCPTransport // nil on the in-memory network
+	addr string             // TCP listen address
+	ln   net.Listener       // reserved listener, used by the first start
+	dir  string             // durable: node directory (wal/, snapshots/)
+	// closers close the member's transport and storage, in order.
+	closers []func() error
+	unsub   func()
 }
 
 // cluster is an in-process raftline cluster.
 type cluster struct {
-	nodes   []*raft.Node
-	stores  []raft.Storage
-	closers []func() error
+	o       options
+	members []*member
+	network *raft.Network // inmem only
+	logger  *slog.Logger
 	leader  atomic.Pointer[raft.Node]
 
-	elections atomic.Uint64 // leader changes seen by any node
-	unsub     []func()
-	events    chan raft.Event
-	evDone    chan struct{}
+	elections  atomic.Uint64 // leader changes seen by any node
+	candidates atomic.Uint64 // a node becoming (pre)candidate
+	candMu     sync.Mutex
+	candLog    []string // which node became what, when
+	events     chan raft.Event
+	evDone     chan struct{}
 }
 
 func newCluster(o options) (c *cluster, err error) {
-	c = &cluster{events: make(chan raft.Event, 256), evDone: make(chan struct{})}
+	c = &cluster{o: o, events: make(chan raft.Event, 256), evDone: make(chan struct{}),
+		logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	defer func() {
 		if err != nil {
 			c.close()
 		}
 	}()
 	go c.countElections()
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	var conf raft.Configuration
 	for i := 1; i <= o.nodes; i++ {
 		conf.Servers = append(conf.Servers, raft.Server{ID: raft.NodeID(i)})
 	}
-	transports, err := c.transports(o, logger)
-	if err != nil {
+	if err := c.addresses(); err != nil {
 		return c, err
 	}
-	for i := 1; i <= o.nodes; i++ {
-		id := raft.NodeID(i)
-		store, snaps, err := c.storage(o, id, logger)
-		if err != nil {
+	for _, m := range c.members {
+		if err := c.startMember(m, &conf); err != nil {
 			return c, err
 		}
-		if err := raft.Bootstrap(store, conf); err != nil {
-			return c, fmt.Errorf("bootstrap: %w", err)
-		}
-		n, err := raft.NewNode(raft.Config{
-			ID: id, Storage: store, StateMachine: &stateMachine{}, Snapshots: snaps,
-			SnapshotEntries: o.snapshotEntries, SnapshotTrailing: o.snapshotTrailing,
-			Transport: transports[i-1], Logger: logger,
-		})
-		if err != nil {
-			return c, err
-		}
-		c.nodes = append(c.nodes, n)
-		c.stores = append(c.stores, store)
-		c.closers = append(c.closers, n.Close)
-		c.unsub = append(c.unsub, n.Subscribe(c.events))
 	}
 	return c, c.waitReady()
 }
 
-// transports builds one transport per node.
-func (c *cluster) transports(o options, logger *slog.Logger) ([]raft.Transport, error) {
-	out := make([]raft.Transport, o.nodes)
-	if o.transport == "inmem" {
-		nw := raft.NewNetwork(1)
-		for i := range out {
-			out[i] = nw.Join(raft.NodeID(i + 1))
-		}
-		return out, nil
+// addresses creates the members and, for TCP, picks each one's address.
+func (c *cluster) addresses() error {
+	if c.o.transport == "inmem" {
+		c.network = raft.NewNetwork(1)
 	}
-	lns := make([]net.Listener, o.nodes)
-	addrs := map[raft.NodeID]string{}
-	for i := range lns {
+	for i := 1; i <= c.o.nodes; i++ {
+		m := &member{id: raft.NodeID(i)}
+		if c.o.durable {
+			m.dir = filepath.Join(c.o.dir, fmt.Sprintf("node%d", i))
+		}
+		c.members = append(c.members, m)
+	}
+	if c.o.transport != "tcp" {
+		return nil
+	}
+	// Every member listens before any node starts; a restarted member
+	// listens on the same address again.
+	for _, m := range c.members {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			for _, l := range lns[:i] {
-				l.Close()
-			}
-			return nil, err
+			return err
 		}
-		lns[i] = ln
-		addrs[raft.NodeID(i+1)] = ln.Addr().String()
+		m.ln, m.addr = ln, ln.Addr().String()
+		m.closers = append(m.closers, ln.Close)
 	}
-	for i := range lns {
-		id := raft.NodeID(i + 1)
-		peers := map[raft.NodeID]string{}
-		for p, a := range addrs {
-			if p != id {
-				peers[p] = a
-			}
-		}
-		t, err := raft.NewTCPTransport(raft.TCPConfig{
-			ID: id, ClusterID: 1, Listener: lns[i], Peers: peers, Logger: logger,
-		})
-		if err != nil {
-			for _, l := range lns[i:] {
-				l.Close()
-			}
-			return nil, err
-		}
-		out[i] = t
-		c.closers = append(c.closers, t.Close)
-	}
-	return out, nil
+	return nil
 }
 
-// storage opens node id's log and snapshot store: a fsync'ed WAL and
-// snapshot files, or memory.
-func (c *cluster) storage(o options, id raft.NodeID, logger *slog.Logger) (raft.Storage, raft.SnapshotStore, error) {
-	if !o.durable {
+// startMember opens m's storage and transport and starts its node. conf,
+// if not nil, is bootstrapped into fresh storage.
+func (c *cluster) startMember(m *member, conf *raft.Configuration) error {
+	tr, err := c.transport(m)
+	if err != nil {
+		return err
+	}
+	store, snaps, err := c.storage(m)
+	if err != nil {
+		return err
+	}
+	if conf != nil {
+		if err := raft.Bootstrap(store, *conf); err != nil {
+			return fmt.Errorf("bootstrap: %w", err)
+		}
+	}
+	n, err := c.newNode(m, store, snaps, tr)
+	if err != nil {
+		return err
+	}
+	m.node.Store(n)
+	return nil
+}
+
+// newNode starts m's raft node on the given storage and transport.
+func (c *cluster) newNode(m *member, store raft.Storage, snaps raft.SnapshotStore, tr raft.Transport) (*raft.Node, error) {
+	m.sm = &stateMachine{}
+	if c.o.stateBytes > 0 {
+		m.sm.table = newPagedTable(c.o.stateBytes, c.o.slotSize)
+	}
+	n, err := raft.NewNode(raft.Config{
+		ID: m.id, Storage: store, StateMachine: m.sm, Snapshots: snaps,
+		SnapshotEntries: c.o.snapshotEntries, SnapshotTrailing: c.o.snapshotTrailing,
+		LeaseReads: c.o.leaseReads, MaxClockDrift: c.o.maxClockDrift,
+		Transport: tr, Logger: c.logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	m.unsub = n.Subscribe(c.events)
+	return n, nil
+}
+
+// transport builds m's transport.
+func (c *cluster) transport(m *member) (raft.Transport, error) {
+	if c.o.transport == "inmem" {
+		return c.network.Join(m.id), nil
+	}
+	ln := m.ln
+	if ln != nil {
+		m.ln, m.closers = nil, nil // the transport closes it
+	} else {
+		var err error
+		if ln, err = net.Listen("tcp", m.addr); err != nil {
+			return nil, err
+		}
+	}
+	peers := map[raft.NodeID]string{}
+	for _, p := range c.members {
+		if p.id != m.id {
+			peers[p.id] = p.addr
+		}
+	}
+	cfg := raft.TCPConfig{ID: m.id, ClusterID: 1, Listener: ln, Peers: peers, Logger: c.logger}
+	if c.o.tap != nil {
+		cfg.Listener = c.o.tap.listener(m.id, ln)
+		cfg.Dial = c.o.tap.dialer(m.id)
+	}
+	t, err := raft.NewTCPTransport(cfg)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	m.tcp = t
+	m.closers = append(m.closers, t.Close)
+	return t, nil
+}
+
+// storage opens m's log and snapshot store: a fsync'ed WAL and snapshot
+// files, or memory.
+func (c *cluster) storage(m *member) (raft.Storage, raft.SnapshotStore, error) {
+	if !c.o.durable {
 		return raft.NewMemoryStorage(), raft.NewMemorySnapshotStore(), nil
 	}
-	dir := filepath.Join(o.dir, fmt.Sprintf("node%d", id))
-	w, err := wal.Open(filepath.Join(dir, "wal"), wal.Options{Logger: logger})
+	w, err := wal.Open(filepath.Join(m.dir, "wal"), wal.Options{Logger: c.logger})
 	if err != nil {
 		return nil, nil, err
 	}
-	c.closers = append(c.closers, w.Close)
-	snaps, err := snapstore.Open(filepath.Join(dir, "snapshots"), snapstore.Options{Logger: logger})
+	m.closers = append(m.closers, w.Close)
+	snaps, err := snapstore.Open(filepath.Join(m.dir, "snapshots"), snapstore.Options{Logger: c.logger})
 	if err != nil {
 		return nil, nil, err
 	}
-	c.closers = append(c.closers, snaps.Close)
+	m.closers = append(m.closers, snaps.Close)
 	return w, snaps, nil
+}
+
+// stopMember closes m's node, then its transport and storage, keeping its
+// directory for a restart.
+func (c *cluster) stopMember(m *member) error {
+	n := m.node.Swap(nil)
+	if n == nil {
+		return nil
+	}
+	c.leader.CompareAndSwap(n, nil)
+	m.unsub()
+	err := n.Close()
+	for _, cl := range m.closers {
+		if e := cl(); e != nil && !errors.Is(e, wal.ErrClosed) {
+			err = errors.Join(err, e)
+		}
+	}
+	m.closers = nil
+	return err
 }
 
 // countElections counts leader changes reported by any node.
 func (c *cluster) countElections() {
 	defer close(c.evDone)
 	for e := range c.events {
-		if e.Type == raft.EventLeaderChanged && e.Leader != raft.None {
+		switch {
+		case e.Type == raft.EventLeaderChanged && e.Leader != raft.None:
 			c.elections.Add(1)
+		case e.Type == raft.EventRoleChanged && (e.Role == raft.Candidate || e.Role == raft.PreCandidate):
+			c.candidates.Add(1)
+			c.candMu.Lock()
+			c.candLog = append(c.candLog, fmt.Sprintf("%s node %d became %s in term %d", time.Now().Format("15:04:05.000"), e.Node, e.Role, e.Term))
+			c.candMu.Unlock()
 		}
 	}
 }
@@ -218,12 +330,37 @@ func (c *cluster) waitReady() error {
 	}
 }
 
+// nodes returns the running nodes.
+func (c *cluster) nodes() []*raft.Node {
+	out := make([]*raft.Node, 0, len(c.members))
+	for _, m := range c.members {
+		if n := m.node.Load(); n != nil {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
 // findLeader asks every node and caches the one that leads.
 func (c *cluster) findLeader() *raft.Node {
-	for _, n := range c.nodes {
+	for _, n := range c.nodes() {
 		if n.Status().Role == raft.Leader {
 			c.leader.Store(n)
 			return n
+		}
+	}
+	return nil
+}
+
+// leaderMember returns the member whose node leads, or nil.
+func (c *cluster) leaderMember() *member {
+	l := c.leader.Load()
+	if l == nil {
+		l = c.findLeader()
+	}
+	for _, m := range c.members {
+		if n := m.node.Load(); n != nil && n == l {
+			return m
 		}
 	}
 	return nil
@@ -255,42 +392,65 @@ func (c *cluster) term() uint64 {
 // metrics sums what the nodes dropped.
 func (c *cluster) dropped() uint64 {
 	var d uint64
-	for _, n := range c.nodes {
+	for _, n := range c.nodes() {
 		m := n.Status().Metrics
 		d += m.SendDropped + m.SendErrors
 	}
 	return d
 }
 
+// tcpDropped sums what the running TCP transports gave up.
+func (c *cluster) tcpDropped() uint64 {
+	var d uint64
+	for _, m := range c.members {
+		if m.tcp != nil && m.node.Load() != nil {
+			d += m.tcp.Stats().Dropped
+		}
+	}
+	return d
+}
+
 // diskUse sums the sizes of the files under dir.
 func diskUse(dir string) int64 {
-	var total int64
+	size, _ := diskUsage(dir)
+	return size
+}
+
+// diskUsage returns the apparent size of the files under dir and the disk
+// space allocated to them (preallocated WAL segments count in full).
+func diskUsage(dir string) (size, allocated int64) {
 	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
 		if err == nil && !d.IsDir() {
 			if info, err := d.Info(); err == nil {
-				total += info.Size()
+				size += info.Size()
+				if st, ok := info.Sys().(*syscall.Stat_t); ok {
+					allocated += st.Blocks * 512
+				}
 			}
 		}
 		return nil
 	})
-	return total
+	return size, allocated
 }
 
 // close stops nodes first, then transports and logs, in creation order.
 func (c *cluster) close() error {
-	for _, u := range c.unsub {
-		u()
-	}
 	var errs []error
 	var wg sync.WaitGroup
-	for _, n := range c.nodes {
-		wg.Go(func() { n.Close() })
+	for _, m := range c.members {
+		if n := m.node.Load(); n != nil {
+			m.unsub()
+			wg.Go(func() { n.Close() })
+		}
 	}
 	wg.Wait()
-	for _, cl := range c.closers {
-		if err := cl(); err != nil && !errors.Is(err, wal.ErrClosed) {
-			errs = append(errs, err)
+	for _, m := range c.members {
+		for _, cl := range m.closers {
+			if err := cl(); err != nil && !errors.Is(err, wal.ErrClosed) {
+				errs = append(errs, err)
+			}
 		}
+		m.closers = nil
 	}
 	close(c.events)
 	<-c.evDone

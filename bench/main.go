@@ -26,7 +26,9 @@ import (
 	"time"
 )
 
-// result is the harness' JSON line, field for field.
+// result is the harness' JSON line, field for field, plus fields that only
+// some flags fill in (omitted otherwise, so the default line is the
+// harness' own).
 type result struct {
 	Lib        string  `json:"lib"`
 	Nodes      int     `json:"nodes"`
@@ -45,6 +47,19 @@ type result struct {
 	// DiskMB is what the nodes' logs and snapshots hold on disk at the
 	// end (durable runs); the harness ignores it.
 	DiskMB float64 `json:"disk_mb,omitempty"`
+
+	// With -reads: the read mode and fraction, and the reads' rate,
+	// latency and errors. Ops, OpsPerSec, the percentiles and Errors then
+	// count the writes (proposals) only.
+	ReadMode     string  `json:"read_mode,omitempty"`
+	ReadFraction float64 `json:"read_fraction,omitempty"`
+	Reads        uint64  `json:"reads,omitempty"`
+	ReadsPerSec  float64 `json:"reads_per_sec,omitempty"`
+	ReadP50us    float64 `json:"read_p50_us,omitempty"`
+	ReadP99us    float64 `json:"read_p99_us,omitempty"`
+	ReadP999us   float64 `json:"read_p999_us,omitempty"`
+	ReadMaxUs    float64 `json:"read_max_us,omitempty"`
+	ReadErrors   uint64  `json:"read_errors,omitempty"`
 }
 
 // flags are the command line.
@@ -61,6 +76,21 @@ type flags struct {
 	memprofile string
 	// snapshotEntries and snapshotTrailing: the library's snapshot policy.
 	snapshotEntries, snapshotTrailing int
+	// reportEvery: print disk use and heap to stderr this often.
+	reportEvery time.Duration
+	// reads is the fraction of client operations that are reads, made as
+	// readMode says.
+	reads    float64
+	readMode string
+	// stateMB sizes the state machine's table (state.go); 0: none.
+	stateMB int
+	// scenario runs one of the scenarios of scenario.go instead of the
+	// throughput measurement; entries, repeat, window and rate are theirs.
+	scenario string
+	entries  int
+	repeat   int
+	window   time.Duration
+	rate     float64
 }
 
 func parseFlags() flags {
@@ -77,6 +107,15 @@ func parseFlags() flags {
 	flag.StringVar(&f.memprofile, "memprofile", "", "write an allocation profile at the end to this file")
 	flag.IntVar(&f.snapshotEntries, "snapshot-entries", 0, "snapshot every N applied entries (0: the library's default, negative: never)")
 	flag.IntVar(&f.snapshotTrailing, "snapshot-trailing", 0, "entries kept in the log behind a snapshot (0: the library's default, negative: none)")
+	flag.DurationVar(&f.reportEvery, "report-every", 0, "print the nodes' disk use and the heap to stderr this often (0: never)")
+	flag.Float64Var(&f.reads, "reads", 0, "fraction of operations that are linearizable reads (0 to 1)")
+	flag.StringVar(&f.readMode, "read-mode", "leader", "how reads are made: leader (ReadIndex on the leader) | follower (ReadIndex on a follower) | lease (LeaseRead on the leader, Config.LeaseReads with MaxClockDrift 0.05)")
+	flag.IntVar(&f.stateMB, "state-mb", 0, "give the state machine a copy-on-write table of this many MiB, filled by the commands, which snapshots hold (0: none)")
+	flag.StringVar(&f.scenario, "scenario", "", "run a scenario instead: restart | catchup (see scenario.go)")
+	flag.IntVar(&f.entries, "entries", 1_000_000, "scenarios: entries committed before the restart (restart) or while the follower is down (catchup)")
+	flag.IntVar(&f.repeat, "repeat", 3, "scenarios: restarts (restart) or whole runs (catchup)")
+	flag.DurationVar(&f.window, "window", 10*time.Second, "catchup: length of the baseline and catch-up windows")
+	flag.Float64Var(&f.rate, "rate", 0, "catchup: writes per second in the measured windows (0: as fast as the clients go)")
 	flag.Parse()
 	switch {
 	case f.nodes != 3 && f.nodes != 5:
@@ -85,6 +124,12 @@ func parseFlags() flags {
 		fatalf("-transport must be inmem or tcp")
 	case f.clients < 1 || f.payload < 16:
 		fatalf("-clients must be >= 1 and -payload >= 16")
+	case f.reads < 0 || f.reads > 1:
+		fatalf("-reads must be between 0 and 1")
+	case f.readMode != "leader" && f.readMode != "follower" && f.readMode != "lease":
+		fatalf("-read-mode must be leader, follower or lease")
+	case f.scenario != "" && f.scenario != "restart" && f.scenario != "catchup":
+		fatalf("-scenario must be restart or catchup")
 	}
 	return f
 }
@@ -98,16 +143,22 @@ func main() {
 	}
 	defer os.RemoveAll(dir)
 
+	if f.scenario != "" {
+		sampler.stop()
+		code := runScenario(f, dir)
+		os.RemoveAll(dir)
+		os.Exit(code)
+	}
+
 	setup := time.Now()
-	c, err := newCluster(options{nodes: f.nodes, transport: f.transport, durable: f.durable, dir: dir,
-		snapshotEntries: f.snapshotEntries, snapshotTrailing: f.snapshotTrailing})
+	c, err := newCluster(clusterOptions(f, dir))
 	if err != nil {
 		os.RemoveAll(dir)
 		fatalf("building cluster: %v", err)
 	}
 	logf("cluster up in %v (go %s, GOMAXPROCS %d)", time.Since(setup).Round(time.Millisecond), runtime.Version(), runtime.GOMAXPROCS(0))
 
-	r := run(c, f)
+	r := run(c, f, dir)
 	heapPeak := sampler.stop()
 	if f.durable {
 		r.res.DiskMB = round1(float64(diskUse(dir)) / (1 << 20))
@@ -122,6 +173,19 @@ func main() {
 	fmt.Println(string(out))
 }
 
+// clusterOptions is the cluster the flags describe.
+func clusterOptions(f flags, dir string) options {
+	o := options{nodes: f.nodes, transport: f.transport, durable: f.durable, dir: dir,
+		snapshotEntries: f.snapshotEntries, snapshotTrailing: f.snapshotTrailing}
+	if f.reads > 0 && f.readMode == "lease" {
+		o.leaseReads, o.maxClockDrift = true, 0.05
+	}
+	if f.stateMB > 0 {
+		o.stateBytes, o.slotSize = f.stateMB<<20, f.payload
+	}
+	return o
+}
+
 // runOutcome is a run's result and the diagnostics around it.
 type runOutcome struct {
 	res                 result
@@ -131,12 +195,18 @@ type runOutcome struct {
 	drops               uint64
 	warmErrs            uint64
 	firstErr            error
+	readErr             error
 }
 
 // run drives the clients through warm-up and the measured window.
-func run(c *cluster, f flags) *runOutcome {
+func run(c *cluster, f flags, dir string) *runOutcome {
 	var (
 		h        hist
+		rh       hist
+		reads    atomic.Uint64
+		readErrs atomic.Uint64
+		readOnce sync.Once
+		readErr  error
 		ops      atomic.Uint64
 		errs     atomic.Uint64
 		warmErrs atomic.Uint64
@@ -162,12 +232,38 @@ func run(c *cluster, f flags) *runOutcome {
 		electionsBefore = c.elections.Load()
 	}()
 
+	stopReports := startReporter(c, dir, f.reportEvery, start)
 	var wg sync.WaitGroup
 	for i := range f.clients {
 		id := uint64(i + 1)
 		wg.Go(func() {
 			rng := rand.New(rand.NewPCG(id, 42))
+			// Reads draw from their own source, so the commands are the
+			// same with and without them.
+			readRng := rand.New(rand.NewPCG(id, 43))
 			for seq := uint64(1); time.Now().Before(measEnd); seq++ {
+				if f.reads > 0 && readRng.Float64() < f.reads {
+					seq--
+					octx, ocancel := context.WithTimeout(ctx, f.opTimeout)
+					t0 := time.Now()
+					err := c.read(octx, f.readMode, int(id))
+					t1 := time.Now()
+					ocancel()
+					inWindow := !t1.Before(warmEnd) && t1.Before(measEnd)
+					if err != nil {
+						if inWindow {
+							readErrs.Add(1)
+						}
+						readOnce.Do(func() { readErr = err })
+						time.Sleep(time.Millisecond)
+						continue
+					}
+					if inWindow {
+						reads.Add(1)
+						rh.record(t1.Sub(t0).Nanoseconds())
+					}
+					continue
+				}
 				// A fresh command per proposal, as an application builds
 				// one per request: client id, sequence, random filler.
 				cmd := make([]byte, f.payload)
@@ -206,8 +302,9 @@ func run(c *cluster, f flags) *runOutcome {
 	out.termEnd = c.term()
 	out.elections = c.elections.Load() - electionsBefore
 	wg.Wait()
+	stopReports()
 	out.drops = c.dropped()
-	out.warmErrs, out.firstErr = warmErrs.Load(), firstErr
+	out.warmErrs, out.firstErr, out.readErr = warmErrs.Load(), firstErr, readErr
 	writeMemProfile(f.memprofile)
 
 	n := ops.Load()
@@ -220,6 +317,16 @@ func run(c *cluster, f flags) *runOutcome {
 		P999us:    round1(h.quantile(0.999) / 1e3),
 		MaxUs:     round1(float64(h.max.Load()) / 1e3),
 		Errors:    errs.Load(),
+	}
+	if f.reads > 0 {
+		r := &out.res
+		r.ReadMode, r.ReadFraction, r.Reads = f.readMode, f.reads, reads.Load()
+		r.ReadsPerSec = round1(float64(r.Reads) / f.duration.Seconds())
+		r.ReadP50us = round1(rh.quantile(0.50) / 1e3)
+		r.ReadP99us = round1(rh.quantile(0.99) / 1e3)
+		r.ReadP999us = round1(rh.quantile(0.999) / 1e3)
+		r.ReadMaxUs = round1(float64(rh.max.Load()) / 1e3)
+		r.ReadErrors = readErrs.Load()
 	}
 	return &out
 }
@@ -247,6 +354,13 @@ func (r *runOutcome) report(f flags) {
 		r.termBefore, r.termEnd, r.elections, r.drops)
 	if e := r.warmErrs + r.res.Errors; e > 0 {
 		logf("errors: %d in warm-up, %d in window; first: %v", r.warmErrs, r.res.Errors, r.firstErr)
+	}
+	if f.reads > 0 {
+		logf("reads (%s, %.0f%% of operations): %.0f/s, p50 %.0f µs, p99 %.0f µs; writes %.0f/s, p99 %.0f µs",
+			f.readMode, 100*f.reads, r.res.ReadsPerSec, r.res.ReadP50us, r.res.ReadP99us, r.res.OpsPerSec, r.res.P99us)
+		if r.readErr != nil {
+			logf("read errors: %d in window; first: %v", r.res.ReadErrors, r.readErr)
+		}
 	}
 }
 
