@@ -126,7 +126,7 @@ type cluster struct {
 	elections  atomic.Uint64 // leader changes seen by any node
 	candidates atomic.Uint64 // a node becoming (pre)candidate
 	candMu     sync.Mutex
-	candLog    []string // which node became what, when
+	candLog    []candEvent // which node became what, when
 	events     chan raft.Event
 	evDone     chan struct{}
 }
@@ -299,6 +299,25 @@ func (c *cluster) stopMember(m *member) error {
 	return err
 }
 
+// candEvent is a node becoming (pre)candidate.
+type candEvent struct {
+	at time.Time
+	e  raft.Event
+}
+
+// candidateEvents returns the (pre)candidate events since from.
+func (c *cluster) candidateEvents(from time.Time) []candEvent {
+	c.candMu.Lock()
+	defer c.candMu.Unlock()
+	var out []candEvent
+	for _, ce := range c.candLog {
+		if !ce.at.Before(from) {
+			out = append(out, ce)
+		}
+	}
+	return out
+}
+
 // countElections counts leader changes reported by any node.
 func (c *cluster) countElections() {
 	defer close(c.evDone)
@@ -309,7 +328,7 @@ func (c *cluster) countElections() {
 		case e.Type == raft.EventRoleChanged && (e.Role == raft.Candidate || e.Role == raft.PreCandidate):
 			c.candidates.Add(1)
 			c.candMu.Lock()
-			c.candLog = append(c.candLog, fmt.Sprintf("%s node %d became %s in term %d", time.Now().Format("15:04:05.000"), e.Node, e.Role, e.Term))
+			c.candLog = append(c.candLog, candEvent{time.Now(), e})
 			c.candMu.Unlock()
 		}
 	}

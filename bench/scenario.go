@@ -383,6 +383,7 @@ type catchupResult struct {
 	// (pre)candidates, and leader-change events (the restarted follower
 	// learning the leader counts as one).
 	TermStart     uint64 `json:"term_start"`
+	LeaderEnd     uint64 `json:"leader_end"`
 	TermEnd       uint64 `json:"term_end"`
 	Candidates    uint64 `json:"candidates"`
 	LeaderChanges uint64 `json:"leader_changes"`
@@ -457,9 +458,16 @@ func catchupRun(c *cluster, f flags, tap *hbTap) (catchupResult, error) {
 	leader := lm.node.Load()
 	drops := func() uint64 { return c.dropped() + c.tcpDropped() }
 	cand0, elect0 := c.candidates.Load(), c.elections.Load()
-	c.candMu.Lock()
-	candLog0 := len(c.candLog)
-	c.candMu.Unlock()
+	runStart := time.Now()
+	var phases phaseLog
+	phases.add("warm-up", runStart)
+	defer func() {
+		if len(r.CandidateEvents) == 0 {
+			for _, e := range phases.label(c.candidateEvents(runStart)) {
+				logf("catchup: %s", e)
+			}
+		}
+	}()
 	r.TermStart = leader.Status().Term
 
 	// Baseline.
@@ -478,10 +486,12 @@ func catchupRun(c *cluster, f flags, tap *hbTap) (catchupResult, error) {
 	r.HBOtherBase = base.stats(om.id, tb, time.Time{})
 	r.HBLostBase = base.lost[fm.id] + base.lost[om.id]
 	r.DropsBase = drops() - dropsBase
+	phases.add("baseline", tb)
 	logf("catchup: baseline %v: writes %.0f/s p99 %.1f ms; heartbeat RTT to node %d p50 %.2f p99 %.2f ms (n=%d), to node %d p50 %.2f p99 %.2f ms (n=%d)",
 		f.window, r.WritesBase.PerSec, r.WritesBase.P99ms, fm.id, r.HBBase.P50ms, r.HBBase.P99ms, r.HBBase.N, om.id, r.HBOtherBase.P50ms, r.HBOtherBase.P99ms, r.HBOtherBase.N)
 
 	// The follower goes down while the others take -entries entries.
+	phases.add("fill", time.Now())
 	if err := c.stopMember(fm); err != nil {
 		return r, err
 	}
@@ -502,11 +512,17 @@ func catchupRun(c *cluster, f flags, tap *hbTap) (catchupResult, error) {
 		}
 	}()
 	time.Sleep(time.Second)
+	if cur := c.leaderMember(); cur != nil && cur != lm {
+		logf("catchup: node %d leads now (was node %d)", cur.id, lm.id)
+		lm, leader = cur, cur.node.Load()
+	}
 	target := leader.Status().Commit
 	r.Behind = target - downAt
 	tap.reset(fm.id)
+	phases.add("load before restart", time.Now())
 	dropsCatch := drops()
 	t0 := time.Now()
+	phases.add("catch-up", t0)
 	tap.record(t0)
 	load.window()
 	if err := c.startMember(fm, nil); err != nil {
@@ -519,9 +535,15 @@ func catchupRun(c *cluster, f flags, tap *hbTap) (catchupResult, error) {
 	deadline := t0.Add(5 * time.Minute)
 	var writesCatch *hist
 	for {
-		ls := leader.Status()
+		var p raft.PeerStatus
+		if cur := c.leaderMember(); cur != nil && cur != fm {
+			if cur != lm {
+				logf("catchup: node %d leads now (was node %d)", cur.id, lm.id)
+				lm, leader = cur, cur.node.Load()
+			}
+			p = leader.Status().Peers[fm.id]
+		}
 		fs := fnode.Status()
-		p := ls.Peers[fm.id]
 		now := time.Now()
 		if p.State == "snapshot" {
 			if r.SnapshotStateMs == 0 {
@@ -537,6 +559,7 @@ func catchupRun(c *cluster, f flags, tap *hbTap) (catchupResult, error) {
 			writesCatch = load.window()
 			r.CaughtUpMs = float64(now.Sub(t0).Microseconds()) / 1e3
 			r.SnapshotIndex, r.SnapshotsRecv = fs.SnapshotIndex, fs.Metrics.SnapshotsReceived
+			phases.add("after catch-up", now)
 			logf("catchup: node %d caught up %.0f ms after its restart (snapshot state at %.0f ms, snapshot received at %.0f ms, %d bytes)",
 				fm.id, r.CaughtUpMs, r.SnapshotStateMs, r.ReceivedMs, r.SnapshotBytes)
 		}
@@ -544,11 +567,14 @@ func catchupRun(c *cluster, f flags, tap *hbTap) (catchupResult, error) {
 			break
 		}
 		if now.After(deadline) {
-			return r, fmt.Errorf("node %d not caught up after 5 minutes: applied %d of %d, peer %+v", fm.id, fs.Applied, target, p)
+			return r, fmt.Errorf("node %d not caught up after 5 minutes: applied %d of %d, peer %+v (leader: node %d)", fm.id, fs.Applied, target, p, lm.id)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	r.HBPendingCatchup = max(tap.pending(hbPair{lm.id, fm.id}), tap.pending(hbPair{lm.id, om.id}))
+	if lm.id != raft.NodeID(r.Follower) && lm.id != raft.NodeID(r.Other) {
+		r.LeaderEnd = uint64(lm.id)
+	}
 	rec := tap.stop()
 	load.stop()
 	r.WriteErrors = load.errs.Load()
@@ -562,16 +588,14 @@ func catchupRun(c *cluster, f flags, tap *hbTap) (catchupResult, error) {
 	r.HBAfter = rec.stats(fm.id, tCaught, time.Time{})
 	r.HBOtherCatch = rec.stats(om.id, t0, tCaught)
 	r.HBLostCatchup = rec.lost[fm.id] + rec.lost[om.id]
-	r.TermEnd = leader.Status().Term
+	r.TermEnd = c.term()
 	r.Candidates = c.candidates.Load() - cand0
-	c.candMu.Lock()
-	r.CandidateEvents = append([]string(nil), c.candLog[candLog0:]...)
-	c.candMu.Unlock()
+	r.LeaderChanges = c.elections.Load() - elect0
+	r.Drops = drops() - dropsCatch
+	r.CandidateEvents = phases.label(c.candidateEvents(runStart))
 	for _, e := range r.CandidateEvents {
 		logf("catchup: %s", e)
 	}
-	r.LeaderChanges = c.elections.Load() - elect0
-	r.Drops = drops() - dropsCatch
 	logf("catchup: heartbeat RTT to node %d: baseline p50 %.2f p99 %.2f ms (n=%d; there p50/p99 %.2f/%.2f, back %.2f/%.2f); catch-up p50 %.2f p99 %.2f max %.2f ms (n=%d; there %.2f/%.2f, back %.2f/%.2f); after p50 %.2f p99 %.2f ms (n=%d); startup n=%d max %.2f ms",
 		fm.id, r.HBBase.P50ms, r.HBBase.P99ms, r.HBBase.N, r.HBBase.ThereP50ms, r.HBBase.ThereP99ms, r.HBBase.BackP50ms, r.HBBase.BackP99ms,
 		r.HBCatchup.P50ms, r.HBCatchup.P99ms, r.HBCatchup.MaxMs, r.HBCatchup.N, r.HBCatchup.ThereP50ms, r.HBCatchup.ThereP99ms, r.HBCatchup.BackP50ms, r.HBCatchup.BackP99ms,
@@ -580,6 +604,36 @@ func catchupRun(c *cluster, f flags, tap *hbTap) (catchupResult, error) {
 		om.id, r.HBOtherBase.P99ms, r.HBOtherCatch.P99ms, r.HBOtherCatch.N, r.WritesCatchup.PerSec, r.WritesCatchup.P99ms,
 		r.TermStart, r.TermEnd, r.Candidates, r.LeaderChanges, r.DropsBase, r.Drops, r.HBLostBase, r.HBLostCatchup)
 	return r, nil
+}
+
+// phaseLog names the phases of a run by their start, so that events can
+// be told apart by when they happened.
+type phaseLog []struct {
+	name string
+	at   time.Time
+}
+
+func (p *phaseLog) add(name string, at time.Time) {
+	*p = append(*p, struct {
+		name string
+		at   time.Time
+	}{name, at})
+}
+
+// label describes each event with the phase it fell in.
+func (p phaseLog) label(evs []candEvent) []string {
+	var out []string
+	for _, ce := range evs {
+		phase := ""
+		for _, ph := range p {
+			if !ce.at.Before(ph.at) {
+				phase = ph.name
+			}
+		}
+		out = append(out, fmt.Sprintf("%s (%s, +%.1fs) node %d became %s in term %d",
+			ce.at.Format("15:04:05.000"), phase, ce.at.Sub(p[0].at).Seconds(), ce.e.Node, ce.e.Role, ce.e.Term))
+	}
+	return out
 }
 
 // fmLast is the last index the leader knew the follower to hold when it
