@@ -525,6 +525,17 @@ func catchupRun(c *cluster, f flags, tap *hbTap) (catchupResult, error) {
 	phases.add("catch-up", t0)
 	tap.record(t0)
 	load.window()
+	// -cpuprofile: the first run's catch-up, from the restart for at most
+	// 60 s.
+	stopProfile := func() {}
+	if f.cpuprofile != "" && !profiled {
+		profiled = true
+		stop := startCPUProfile(f.cpuprofile)
+		var once sync.Once
+		stopProfile = func() { once.Do(stop) }
+		time.AfterFunc(60*time.Second, stopProfile)
+		defer stopProfile()
+	}
 	if err := c.startMember(fm, nil); err != nil {
 		return r, err
 	}
@@ -560,6 +571,7 @@ func catchupRun(c *cluster, f flags, tap *hbTap) (catchupResult, error) {
 			r.CaughtUpMs = float64(now.Sub(t0).Microseconds()) / 1e3
 			r.SnapshotIndex, r.SnapshotsRecv = fs.SnapshotIndex, fs.Metrics.SnapshotsReceived
 			phases.add("after catch-up", now)
+			stopProfile()
 			logf("catchup: node %d caught up %.0f ms after its restart (snapshot state at %.0f ms, snapshot received at %.0f ms, %d bytes)",
 				fm.id, r.CaughtUpMs, r.SnapshotStateMs, r.ReceivedMs, r.SnapshotBytes)
 		}
@@ -605,6 +617,9 @@ func catchupRun(c *cluster, f flags, tap *hbTap) (catchupResult, error) {
 		r.TermStart, r.TermEnd, r.Candidates, r.LeaderChanges, r.DropsBase, r.Drops, r.HBLostBase, r.HBLostCatchup)
 	return r, nil
 }
+
+// profiled: the catch-up of one run was profiled already.
+var profiled bool
 
 // phaseLog names the phases of a run by their start, so that events can
 // be told apart by when they happened.
