@@ -41,10 +41,33 @@ func checkIdentity(dir string, id raft.NodeID, cluster uint64) error {
 		return fmt.Errorf("%s is unreadable (%q): %w", path, got, err)
 	}
 	if gotID != id || gotCluster != cluster {
-		return fmt.Errorf("%w: %s was written by node %d of cluster %d, this is node %d of cluster %d",
-			errWrongIdentity, dir, gotID, gotCluster, id, cluster)
+		return fmt.Errorf("%w: %s was written by %s and this is %s; %s",
+			errWrongIdentity, dir, describeNode(gotID, gotCluster), describeNode(id, cluster),
+			identityAdvice(dir, gotID, gotCluster, cluster))
 	}
 	return nil
+}
+
+// describeNode names a node the way its mode knows it: the single-process
+// mode runs its nodes with no cluster ID (0), the multi-process mode with
+// --cluster-id.
+func describeNode(id raft.NodeID, cluster uint64) string {
+	if cluster == 0 {
+		return fmt.Sprintf("node %d of the single-process mode (go run ./kvexample)", id)
+	}
+	return fmt.Sprintf("node %d of multi-process cluster %d (--id %d --cluster-id %d)", id, cluster, id, cluster)
+}
+
+// identityAdvice says what to do about a data directory that belongs to
+// another node.
+func identityAdvice(dir string, gotID raft.NodeID, gotCluster, cluster uint64) string {
+	switch {
+	case cluster == 0:
+		return fmt.Sprintf("the single-process mode keeps its nodes in node1..node3 under --data: give it a --data of its own, or run that node again with --id %d --cluster-id %d --data %s", gotID, gotCluster, dir)
+	case gotCluster == 0:
+		return fmt.Sprintf("run the single-process mode on it again (--data %s), or give this node an empty --data of its own", filepath.Dir(dir))
+	}
+	return fmt.Sprintf("each node needs its own --data: give this one an empty directory, or start node %d of cluster %d on this one", gotID, gotCluster)
 }
 
 // writeIdentity writes the identity file durably: a crash leaves either no

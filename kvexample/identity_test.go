@@ -70,3 +70,38 @@ func TestNodeStartedOnAnotherNodesDataDirIsRefused(t *testing.T) {
 		t.Fatalf("node 2 on node 1's data: exit %d, stderr %q; want 1 and an identity error", code, stderr.String())
 	}
 }
+
+// A data directory of the other mode is refused with the mode that wrote
+// it and what to do, not just two cluster numbers.
+func TestDataDirOfTheOtherModeSaysWhichModeWroteIt(t *testing.T) {
+	cases := []struct {
+		name              string
+		wroteCluster      uint64
+		thisCluster       uint64
+		wantWrote, wantDo string
+	}{
+		{"single-process mode on a multi-process node's directory", 1, 0,
+			"written by node 1 of multi-process cluster 1", "give it a --data of its own, or run that node again with --id 1 --cluster-id 1"},
+		{"a multi-process node on a single-process directory", 0, 1,
+			"written by node 1 of the single-process mode", "run the single-process mode on it again"},
+		{"another multi-process cluster", 7, 1,
+			"written by node 1 of multi-process cluster 7", "each node needs its own --data"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := checkIdentity(dir, 1, c.wroteCluster); err != nil {
+				t.Fatal(err)
+			}
+			err := checkIdentity(dir, 1, c.thisCluster)
+			if !errors.Is(err, errWrongIdentity) {
+				t.Fatalf("checkIdentity = %v, want errWrongIdentity", err)
+			}
+			for _, want := range []string{c.wantWrote, c.wantDo} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not say %q", err, want)
+				}
+			}
+		})
+	}
+}
