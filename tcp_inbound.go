@@ -163,6 +163,11 @@ func (t *TCPTransport) setInbound(key inboundKey, raw net.Conn) bool {
 		old.Close()
 	}
 	t.inbound[key] = raw
+	if p := t.peers[key.peer]; p != nil {
+		for _, l := range p.lanes {
+			l.peerIsBack()
+		}
+	}
 	return true
 }
 

@@ -92,6 +92,21 @@ func (l *outLane) setAddr(addr string) {
 	}
 }
 
+// peerIsBack ends a backoff early: the peer just connected to us, so it
+// is up again, and a follower that restarted should hear from its leader
+// now rather than when the backoff (up to BackoffMax) runs out, which
+// could be after its election timeout.
+func (l *outLane) peerIsBack() {
+	if until := l.downUntil.Load(); until == 0 || time.Now().UnixNano() >= until {
+		return
+	}
+	l.downUntil.Store(0)
+	select {
+	case l.redial <- struct{}{}:
+	default:
+	}
+}
+
 // sendable fails fast for a message the lane cannot carry now.
 func (l *outLane) sendable(m *Message) error {
 	if until := l.downUntil.Load(); until != 0 && time.Now().UnixNano() < until {

@@ -84,7 +84,9 @@ type TCPConfig struct {
 	// dialer, which knows, is normally the side that closes. Default 2m.
 	IdleTimeout time.Duration
 	// BackoffMin and BackoffMax bound the jittered exponential delay
-	// between failed dials to one peer. Defaults 50ms and 5s.
+	// between failed dials to one peer. Defaults 50ms and 1s: a peer back
+	// from a restart is redialled well within an election timeout (and at
+	// once when it connects to this node first).
 	BackoffMin time.Duration
 	BackoffMax time.Duration
 
@@ -123,7 +125,7 @@ func (c *TCPConfig) setDefaults() {
 	def(&c.ReadTimeout, 30*time.Second)
 	def(&c.IdleTimeout, 2*time.Minute)
 	def(&c.BackoffMin, 50*time.Millisecond)
-	def(&c.BackoffMax, 5*time.Second)
+	def(&c.BackoffMax, time.Second)
 	defInt := func(n *int, v int) {
 		if *n == 0 {
 			*n = v

@@ -434,3 +434,39 @@ func TestTCPCloseIsIdempotentAndStopsTheListener(t *testing.T) {
 		t.Fatalf("Accept on a closed transport's listener: %v, want net.ErrClosed", err)
 	}
 }
+
+// A peer that comes back and connects to us ends our backoff towards it at
+// once: a restarted follower hears from its leader before its election
+// timeout instead of when a long backoff runs out.
+func TestTCPPeerThatConnectsEndsTheBackoffTowardsIt(t *testing.T) {
+	// Node 2's address listens but nobody accepts yet: node 1's dial
+	// fails its handshake and backs off for about a minute.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := newTestTCP(t, 1, map[NodeID]string{2: ln.Addr().String()}, func(c *TCPConfig) {
+		c.BackoffMin, c.BackoffMax = time.Minute, time.Minute
+		c.HandshakeTimeout = 100 * time.Millisecond
+	})
+	hb := Message{Type: MsgHeartbeat, To: 2, From: 1}
+	a.Send(t.Context(), hb)
+	eventually(t, 5*time.Second, "node 1 backing off from node 2", func() bool {
+		return a.Send(t.Context(), hb) != nil
+	})
+
+	// Node 2 starts on that listener and sends node 1 a message.
+	b := newTestTCP(t, 2, map[NodeID]string{1: a.Addr().String()}, func(c *TCPConfig) { c.Listener = ln })
+	if err := b.Send(t.Context(), Message{Type: MsgHeartbeatResp, To: 1, From: 2}); err != nil {
+		t.Fatal(err)
+	}
+	recvWithin(t, a, 5*time.Second)
+
+	// Node 1 reaches node 2 again long before its minute of backoff ends.
+	eventually(t, 5*time.Second, "node 1 sending to node 2 again", func() bool {
+		return a.Send(t.Context(), hb) == nil
+	})
+	if m := recvWithin(t, b, 5*time.Second); m.Type != MsgHeartbeat {
+		t.Fatalf("node 2 received %v, want the heartbeat", m.Type)
+	}
+}
