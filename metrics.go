@@ -89,8 +89,9 @@ type Metrics struct {
 	LeaseReads      uint64
 
 	// OwnerBusy is the time the state-owner goroutine spent handling
-	// events (not waiting for one): its rate, in seconds per second, is
-	// the owner's saturation; near 1 the node cannot go faster.
+	// events (not waiting for one), estimated from one round in eight:
+	// its rate, in seconds per second, is the owner's saturation; near 1
+	// the node cannot go faster.
 	OwnerBusy time.Duration
 }
 

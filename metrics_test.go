@@ -136,3 +136,22 @@ func TestRefusedMessagesAreCountedByType(t *testing.T) {
 		})
 	})
 }
+
+// OwnerBusy measures real work: a leader that committed proposals was busy
+// for some of the time, never for more than the time that passed.
+func TestOwnerBusyIsPartOfTheElapsedTime(t *testing.T) {
+	c := newCluster(t, 3, nil)
+	_, ln := c.leaderNode()
+	start, before := time.Now(), ln.Metrics().OwnerBusy
+	for range 2000 {
+		if _, err := ln.Propose(context.Background(), []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	busy, elapsed := ln.Metrics().OwnerBusy-before, time.Since(start)
+	// Sampled one round in eight: a little over the elapsed time is the
+	// sampling's noise, far over it a wrong scale.
+	if busy <= 0 || busy > elapsed*3/2 {
+		t.Fatalf("owner busy %v of %v elapsed over 2000 proposals", busy, elapsed)
+	}
+}

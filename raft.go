@@ -168,7 +168,10 @@ type Node struct {
 	// transfers are TransferLeadership calls waiting for their outcome.
 	transfers []*transferRequest
 	// started is when the node started; the core's clock counts from it.
-	started time.Time
+	// stampedAt is when the owner last read the clock (stampNow).
+	started, stampedAt time.Time
+	// rounds counts the owner's rounds, for sampling its busy time.
+	rounds uint64
 }
 
 // logPosition is a (index, term) pair naming the end of a durable log.
