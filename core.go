@@ -118,9 +118,16 @@ type core struct {
 	rejectLog     rateLimiter
 	// ticksSinceStart counts election ticks since the core was built.
 	ticksSinceStart int
-	voter           bool // whether this node votes in config
-	peers           []*progress
-	self            progress // the leader's own match (its durable log)
+	// leaderSilence counts election ticks since a leader last spoke to
+	// this node (electionTicks: long enough, or never). Unlike
+	// electionElapsed and the leader, a new term does not reset it: the
+	// promise a follower gave its leader (no vote for anyone else within
+	// an election timeout, which lease reads rest on) must outlive a
+	// higher term learned from any message but a leader's.
+	leaderSilence int
+	voter         bool // whether this node votes in config
+	peers         []*progress
+	self          progress // the leader's own match (its durable log)
 	// leaving are servers the configuration in force removed, which a
 	// leader keeps replicating to until they learn the removal committed
 	// (membership.go); they count in no quorum.
@@ -213,14 +220,15 @@ func newCore(cfg coreConfig, storage Storage) (*core, error) {
 		return nil, err
 	}
 	c := &core{
-		cfg:         cfg,
-		id:          cfg.id,
-		term:        cfg.initialHS.Term,
-		vote:        cfg.initialHS.Vote,
-		log:         lg,
-		persistedHS: cfg.initialHS,
-		snap:        cfg.initialSnapshot,
-		compacted:   lg.firstIndex() - 1,
+		cfg:           cfg,
+		id:            cfg.id,
+		term:          cfg.initialHS.Term,
+		vote:          cfg.initialHS.Vote,
+		log:           lg,
+		persistedHS:   cfg.initialHS,
+		leaderSilence: cfg.electionTicks, // no promise given yet (a restart has restartVoteHold)
+		snap:          cfg.initialSnapshot,
+		compacted:     lg.firstIndex() - 1,
 	}
 	c.applyConfig(prev.conf, prev.index)
 	c.prevConfig, c.prevConfigAt = c.config, c.configAt
@@ -433,6 +441,7 @@ func (c *core) step(m Message) {
 // the leader, and notes when.
 func (c *core) heardFromLeader(from NodeID) {
 	c.electionElapsed = 0
+	c.leaderSilence = 0
 	c.setLeader(from)
 	c.leaderContact = c.now
 }

@@ -222,7 +222,7 @@ func TestLeaderCommitsOnlyByCountingCurrentTermEntries(t *testing.T) {
 	}
 	// Node 1 wins a new term (nodes 2 and 3 vote; no appends get through).
 	cc.drop = func(m Message) bool { return m.Type == MsgApp || m.Type == MsgHeartbeat || m.To > 3 || m.From > 3 }
-	cc.cores[2].leader, cc.cores[3].leader = None, None
+	cc.forgetLeader(2, 3)
 	l.becomeFollower(l.term, None)
 	l.campaign(false)
 	cc.stabilize()
@@ -263,7 +263,7 @@ func TestFastBacktrackingCostsOneRoundTripPerConflictingTerm(t *testing.T) {
 	cc.flush(3)
 	// Node 1 leads a later term and commits 40 entries with node 2.
 	l := cc.cores[1]
-	cc.cores[2].leader = None
+	cc.forgetLeader(2)
 	l.becomeFollower(base+4, None)
 	l.campaign(false)
 	cc.stabilize()
@@ -272,7 +272,7 @@ func TestFastBacktrackingCostsOneRoundTripPerConflictingTerm(t *testing.T) {
 	}
 	// Re-elected with its long log, node 1 will first probe node 3 at its
 	// last index, deep inside node 3's conflicting entries.
-	cc.cores[2].leader = None
+	cc.forgetLeader(2)
 	l.becomeFollower(l.term, None)
 	l.campaign(false)
 	cc.stabilize()
@@ -445,5 +445,55 @@ func TestLeaderRefusesAcknowledgementOfEntriesItNeverSent(t *testing.T) {
 	}
 	if l.role != Leader || l.failed != nil {
 		t.Fatalf("leader is %s, failed %v after a bogus acknowledgement", l.role, l.failed)
+	}
+}
+
+// A follower's promise to its leader (no vote for another within an
+// election timeout, which the leader's lease rests on) outlives a higher
+// term it learns from a message that is not the leader's: found by the
+// simulator (seed 4683, 3 nodes), where a lagged candidate's answer of a
+// higher term made the follower forget its leader and free its vote.
+func TestFollowerKeepsItsPromiseAcrossATermLearnedFromANonLeader(t *testing.T) {
+	cc := newCoreCluster(t, 3, 1)
+	cc.elect(1)
+	f := cc.cores[2]
+	term, last := f.term, f.log.lastIndex()
+	// Node 3, campaigning on its own, answers with a higher term.
+	f.step(Message{Type: MsgAppResp, From: 3, To: 2, Term: term + 1, Index: 0})
+	if f.term != term+1 || f.leader != None {
+		t.Fatalf("follower at term %d following %d, want term %d and no leader", f.term, f.leader, term+1)
+	}
+	f.takeReady()
+	// An up-to-date candidate of that term asks for its vote.
+	f.step(Message{Type: MsgVote, From: 3, To: 2, Term: term + 1, Index: last, LogTerm: term})
+	for _, m := range f.takeReady().messages {
+		if m.Type == MsgVoteResp && !m.Reject {
+			t.Fatalf("follower voted for node 3 in term %d within an election timeout of hearing from leader 1", term+1)
+		}
+	}
+	if !f.inLease() {
+		t.Fatalf("inLease says the follower would vote (Status.RefusesVotes rests on it)")
+	}
+	// An election timeout after the leader last spoke, it votes again.
+	for range f.cfg.electionTicks {
+		f.tickElection()
+	}
+	f.takeReady()
+	f.step(Message{Type: MsgVote, From: 3, To: 2, Term: term + 1, Index: last, LogTerm: term})
+	granted := false
+	for _, m := range f.takeReady().messages {
+		granted = granted || (m.Type == MsgVoteResp && !m.Reject)
+	}
+	if !granted {
+		t.Fatalf("follower still refuses its vote an election timeout later")
+	}
+}
+
+// forgetLeader makes nodes behave as if their leader had been silent for
+// an election timeout, so that a test can start an election at once.
+func (cc *coreCluster) forgetLeader(ids ...NodeID) {
+	for _, id := range ids {
+		c := cc.cores[id]
+		c.leader, c.leaderSilence = None, c.cfg.electionTicks
 	}
 }

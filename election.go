@@ -20,6 +20,7 @@ func (c *core) tickElection() {
 	}
 	c.electionElapsed++
 	c.ticksSinceStart = min(c.ticksSinceStart+1, c.cfg.electionTicks)
+	c.leaderSilence = min(c.leaderSilence+1, c.cfg.electionTicks)
 	if c.role == Leader {
 		c.transferTick()
 		if c.electionElapsed >= c.cfg.electionTicks {
@@ -35,10 +36,17 @@ func (c *core) tickElection() {
 }
 
 // inLease reports whether this node heard from a live leader within the
-// last election timeout, in which case it refuses to help unseat it.
+// last election timeout, in which case it refuses to help unseat it: a
+// leader of its own (as etcd's leader stickiness), or the leader it
+// followed before a message of a higher term made it forget that leader.
 func (c *core) inLease() bool {
-	return c.cfg.checkQuorum && c.leader != None && c.electionElapsed < c.cfg.electionTicks
+	return c.cfg.checkQuorum &&
+		(c.leader != None && c.electionElapsed < c.cfg.electionTicks || c.promisedLeader())
 }
+
+// promisedLeader reports whether a leader spoke to this node within the
+// last election timeout, whatever its term since.
+func (c *core) promisedLeader() bool { return c.leaderSilence < c.cfg.electionTicks }
 
 // campaign starts an election: a pre-vote round first when enabled (so a
 // node that cannot win never bumps the cluster's term), then a real one.
@@ -118,7 +126,7 @@ func (c *core) handleVoteRequest(m Message) {
 		respType = MsgPreVoteResp
 	}
 	canVote := c.vote == m.From ||
-		(c.vote == None && c.leader == None) ||
+		(c.vote == None && c.leader == None && !c.holdsVote(m)) ||
 		(m.Type == MsgPreVote && m.Term > c.term)
 	if !canVote || (!c.log.isUpToDate(m.Index, m.LogTerm) && !bugVoteWithoutLogCheck) {
 		c.send(Message{Type: respType, To: m.From, Reject: true})
@@ -132,6 +140,18 @@ func (c *core) handleVoteRequest(m Message) {
 		c.electionElapsed = 0
 		c.vote = m.From
 	}
+}
+
+// holdsVote reports whether a vote request in our own term must be refused
+// to keep a promise: a higher term learned from a non-leader (or from
+// before a restart) left us without a leader or a vote, but a leader spoke
+// to us within an election timeout, and its lease counts on us. (A request
+// of a higher term is ignored in step for the same reason.)
+func (c *core) holdsVote(m Message) bool {
+	if m.Transfer {
+		return false
+	}
+	return (c.cfg.checkQuorum && c.promisedLeader()) || c.restartVoteHold()
 }
 
 // stepCandidate handles messages while campaigning.

@@ -98,17 +98,22 @@ func (c *core) handleReadIndexResp(m Message) {
 }
 
 // resendForwardedRead repeats a follower's MsgReadIndex that went
-// unanswered for two heartbeats (one was lost).
+// unanswered for readResendHeartbeats heartbeats (one was lost).
 func (c *core) resendForwardedRead() {
 	q := &c.reads
 	if q.fwdSeq == 0 || c.leader == None {
 		return
 	}
-	if q.fwdAge++; q.fwdAge >= 2 {
+	if q.fwdAge++; q.fwdAge >= readResendHeartbeats {
 		q.fwdAge = 0
 		c.send(Message{Type: MsgReadIndex, To: c.leader, ReadSeq: q.fwdSeq})
 	}
 }
+
+// readResendHeartbeats: the leader's answer to a MsgReadIndex normally
+// comes after two heartbeats at most, the read round's own and a periodic
+// one that fell in between; only a third means a message was lost.
+const readResendHeartbeats = 3
 
 // handleReadIndex is the leader taking a follower's forwarded reads.
 func (c *core) handleReadIndex(p *progress, m Message) {
