@@ -13,7 +13,8 @@ type NodeID uint64
 // None is the zero NodeID: no node.
 const None NodeID = 0
 
-// EntryType says how the applier treats a log entry.
+// EntryType says what a log entry holds, and so whether the StateMachine
+// sees it.
 type EntryType uint8
 
 const (
@@ -84,8 +85,9 @@ const (
 	MsgApp
 	// MsgAppResp answers MsgApp.
 	MsgAppResp
-	// MsgHeartbeat is an empty AppendEntries sent on the heartbeat lane: it
-	// asserts leadership, carries the commit index and a read sequence.
+	// MsgHeartbeat is an empty AppendEntries, sent apart from appends so it
+	// never waits behind one: it asserts leadership, carries the commit
+	// index and a read sequence.
 	MsgHeartbeat
 	// MsgHeartbeatResp answers MsgHeartbeat.
 	MsgHeartbeatResp

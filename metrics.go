@@ -15,7 +15,8 @@ import (
 // histograms. Counters only grow (for rates); durations are seconds in
 // histograms and time.Duration elsewhere.
 type Metrics struct {
-	// SendDropped: messages dropped because a peer's lane was full.
+	// SendDropped: messages dropped because the queue of messages to their
+	// peer was full (Raft resends what matters).
 	SendDropped uint64
 	// SendErrors: messages the transport failed to send.
 	SendErrors uint64
@@ -75,7 +76,7 @@ type Metrics struct {
 	Peers map[NodeID]PeerMetrics
 
 	// MessagesSent, MessagesDropped and MessagesRefused count messages by
-	// type: handed to the transport, dropped on a full lane, and refused
+	// type: handed to the transport, dropped on a full queue, and refused
 	// as malformed or impossible when received.
 	MessagesSent    map[MessageType]uint64
 	MessagesDropped map[MessageType]uint64

@@ -19,9 +19,9 @@ var (
 // Storage holds a node's log and hard state. The durable WAL (package wal)
 // and MemoryStorage implement it.
 //
-// Reads come from the node's state-owner goroutine while Save runs on the
-// log appender goroutine, so an implementation must be safe for concurrent
-// use. Save is only ever called from one goroutine at a time.
+// The node reads the log on one goroutine while Save runs on another, so
+// an implementation must be safe for concurrent use. Save, Compact and
+// InstallSnapshot are only ever called from one goroutine at a time.
 //
 // Entries returned by Entries are shared, never copied, by the library: an
 // implementation must not modify a slice it has returned (append into a
@@ -64,14 +64,14 @@ type Storage interface {
 
 // MemoryStorage is a Storage kept in memory: for tests, simulations and
 // nodes whose durability comes from elsewhere. It is safe for concurrent use.
-//
-// Entries live in fixed-size chunks rather than one growing array: growing
-// a single array copies every entry held so far (and, past a few thousand
-// entries, does so every 25% of growth), which made Save the most expensive
-// step of a busy in-memory cluster. A chunk is never modified once an entry
-// in it has been handed out; truncation copies the surviving prefix of its
-// chunk into a new one.
 type MemoryStorage struct {
+	// Entries live in fixed-size chunks rather than one growing array:
+	// growing a single array copies every entry held so far (and, past a
+	// few thousand entries, does so every 25% of growth), which made Save
+	// the most expensive step of a busy in-memory cluster. A chunk is never
+	// modified once an entry in it has been handed out; truncation copies
+	// the surviving prefix of its chunk into a new one.
+
 	mu sync.RWMutex
 	hs HardState
 	// snapIndex and snapTerm name the last compacted entry (0, 0 when

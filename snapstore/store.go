@@ -43,12 +43,12 @@ type Options struct {
 
 // Store is a durable raft.SnapshotStore kept in a directory of its own.
 // It is safe for concurrent use: any number of sinks and readers at once.
-//
-// Locking: mu is held while the directory is scanned and while retention
-// removes files, so a List or Open never sees a snapshot half removed and
-// a reader is opened before retention can remove its file. Writing and
-// syncing a snapshot's bytes happen outside it.
 type Store struct {
+	// Locking: mu is held while the directory is scanned and while
+	// retention removes files, so a List or Open never sees a snapshot
+	// half removed and a reader is opened before retention can remove its
+	// file. Writing and syncing a snapshot's bytes happen outside it.
+
 	dir    string
 	fs     fileSystem
 	log    *slog.Logger

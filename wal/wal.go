@@ -2,8 +2,8 @@
 // append-only files.
 //
 // Every Save is one write and one fsync, however many entries it carries
-// (the node's appender already merges concurrent proposals into one Save:
-// group commit). Records are framed with a length, a type and CRC32C
+// (the node already merges concurrent proposals into one Save: group
+// commit). Records are framed with a length, a type and CRC32C
 // checksums. A follower's conflicting suffix is replaced by appending: a
 // record for an index at or before the last one truncates the log there,
 // and InstallSnapshot appends a reset record that drops every entry, both
@@ -130,15 +130,16 @@ type Recovery struct {
 }
 
 // WAL is a durable raft.Storage kept in a directory. It is safe for
-// concurrent use; Save and Compact are serialized with each other.
-//
-// Locking: writeMu serializes writers (Save, Compact, Close) and is held
-// across fsync; mu guards the in-memory view that readers use and is taken
-// only to publish a finished write. Readers therefore never wait for an
-// fsync, and they see a Save's entries only once they are durable. Disk
-// reads of entries older than the cache hold mu shared, so Compact cannot
-// close a segment under them.
+// concurrent use; Save and Compact are serialized with each other. Reads
+// never wait for a Save's fsync, and see its entries only once they are
+// durable.
 type WAL struct {
+	// Locking: writeMu serializes writers (Save, Compact, Close) and is
+	// held across fsync; mu guards the in-memory view that readers use and
+	// is taken only to publish a finished write, so readers never wait for
+	// an fsync. Disk reads of entries older than the cache hold mu shared,
+	// so Compact cannot close a segment under them.
+
 	dir  string
 	opts Options
 	fs   fileSystem
