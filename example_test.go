@@ -388,3 +388,21 @@ func ExampleNewNode_restart() {
 	// restored snapshot 5 and replayed the log up to 7
 	// a, b, c = 1 2 4
 }
+
+// What Apply returned comes back in Result.Value, an error included: the
+// library does not look at it. The command was committed all the same,
+// and every node's Apply answered it the same way, so Propose itself
+// succeeded.
+func ExampleResult() {
+	nodes, _ := startCluster()
+	defer closeAll(nodes)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	res, err := propose(ctx, nodes, "no equals sign")
+	fmt.Println("Propose error:", err)
+	fmt.Println("Apply's answer:", res.Value)
+	// Output:
+	// Propose error: <nil>
+	// Apply's answer: malformed command "no equals sign"
+}
