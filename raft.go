@@ -400,13 +400,17 @@ type readWaiter struct {
 	done  chan struct{}
 }
 
-// ReadIndex is a linearizable read barrier: it returns once this node has
-// confirmed it is still the leader (a heartbeat round acknowledged by a
-// majority) and its state machine has applied everything committed before
-// the call. A read of the state machine made after it returns sees every
-// write acknowledged before ReadIndex was called. It returns the index the
-// state machine reached; errors are as for Propose, minus the unknown
-// outcome (a failed read changed nothing and may simply be retried).
+// ReadIndex is a linearizable read barrier: it returns once this node's
+// state machine has applied everything committed before the call, as
+// confirmed by the leader. On the leader that takes a heartbeat round
+// acknowledged by a majority (shared by every read waiting); on a
+// follower, one message each way to its leader (shared likewise). A read
+// of the state machine made after it returns sees every write
+// acknowledged before ReadIndex was called. It returns the index the
+// state machine reached. Errors: a *NotLeaderError (ErrNotLeader) when
+// this node knows no leader, or lost it before the read was confirmed;
+// ErrClosed; ctx's error. A failed read changed nothing and may simply be
+// retried.
 func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
 	return n.readBarrier(ctx, false)
 }
