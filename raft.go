@@ -409,7 +409,7 @@ type readWaiter struct {
 // acknowledged before ReadIndex was called. It returns the index the
 // state machine reached. Errors: a *NotLeaderError (ErrNotLeader) when
 // this node knows no leader, or lost it before the read was confirmed;
-// ErrClosed; ctx's error. A failed read changed nothing and may simply be
+// ErrStorageFailed; ErrClosed; ctx's error. A failed read changed nothing and may simply be
 // retried.
 func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
 	return n.readBarrier(ctx, false)
