@@ -65,8 +65,11 @@
 //     the chunks a follower receives, so no snapshot I/O ever runs on the
 //     owner.
 //
-// Reports to the owner are coalesced notifications, so a full channel is
-// backpressure and never a deadlock.
+// The owner waits on the appender and the applier only when their queues
+// are full (backpressure from the disk or the state machine); their
+// reports back are coalesced notifications that never wait. The
+// repository's docs/design.md has every channel, its size and why, and
+// the ordering rules.
 //
 // # What the core implements
 //
