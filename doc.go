@@ -65,9 +65,11 @@
 //     the chunks a follower receives, so no snapshot I/O ever runs on the
 //     owner.
 //
-// The owner waits on the appender and the applier only when their queues
-// are full (backpressure from the disk or the state machine); their
-// reports back are coalesced notifications that never wait. The
+// The owner waits for the appender when a new term or vote must be durable
+// before its messages leave, and otherwise only when the appender's or the
+// applier's queue is full (backpressure from the disk or the state
+// machine); their reports back are coalesced notifications that never
+// wait. The
 // repository's docs/design.md has every channel, its size and why, and
 // the ordering rules.
 //
