@@ -82,6 +82,10 @@ type kvNode struct {
 	// recovered is true when the node started from existing storage, and
 	// joining when it started empty and waits to be added to a cluster.
 	recovered, joining bool
+	// recoveredState is what a recovered node read back from its storage
+	// before it could hear from any peer: its last index and term, and
+	// its configuration.
+	recoveredState raft.Status
 	// transferTimeout is nodeConfig.TransferTimeout.
 	transferTimeout time.Duration
 
@@ -123,6 +127,14 @@ func startNode(cfg nodeConfig) (_ *kvNode, err error) {
 	if err != nil {
 		return nil, err
 	}
+	// What a recovered node read back, taken before its transport can
+	// deliver anything: a leader catching it up would change it at once.
+	var recovered raft.Status
+	if start.recovered {
+		if recovered, err = storedState(storage.log); err != nil {
+			return nil, fmt.Errorf("node %d: reading its storage: %w", cfg.ID, err)
+		}
+	}
 	contact := &contactTracker{}
 	transport, closeTransport, err := newTransport(cfg, start.peers, contact)
 	if err != nil {
@@ -154,10 +166,28 @@ func startNode(cfg nodeConfig) (_ *kvNode, err error) {
 		served: make(chan struct{}),
 	}
 	if start.recovered {
-		warnPeersDiffer(cfg, rn.Status().Config)
+		// The configuration is the log's and the snapshot's, as the node
+		// read them; only a change made while it was down and received in
+		// this instant could differ.
+		recovered.Config = rn.Status().Config
+		n.recoveredState = recovered
+		warnPeersDiffer(cfg, recovered.Config)
 	}
 	n.serve(cfg, ln, contact, storage.log)
 	return n, nil
+}
+
+// storedState returns the last index and the term in st.
+func storedState(st raft.Storage) (raft.Status, error) {
+	last, err := st.LastIndex()
+	if err != nil {
+		return raft.Status{}, err
+	}
+	hs, err := st.InitialState()
+	if err != nil {
+		return raft.Status{}, err
+	}
+	return raft.Status{LastIndex: last, Term: hs.Term}, nil
 }
 
 // raftConfig is the library's configuration for the node.

@@ -125,10 +125,11 @@ func runNode(ctx context.Context, o options, logger *slog.Logger, stdout io.Writ
 	if err != nil {
 		return err
 	}
-	st := n.raft.Status()
 	fmt.Fprintf(stdout, "node %d: %s (raft %s, cluster %d, data %s)\n", o.id, n.URL(), o.raftAddr, o.clusterID, o.data)
 	switch {
 	case n.recovered:
+		// What it read back, not what its leader may have sent it since.
+		st := n.recoveredState
 		fmt.Fprintf(stdout, "recovered from %s: log up to index %d, term %d, voters %v\n", o.data, st.LastIndex, st.Term, st.Config.Voters())
 	case n.joining:
 		fmt.Fprintf(stdout, "joining the cluster through %s: asking to be added as a voter\n", o.join)
@@ -140,7 +141,7 @@ func runNode(ctx context.Context, o options, logger *slog.Logger, stdout io.Writ
 			fmt.Fprintf(stdout, "joined: the cluster's configuration at index %d is %s\n", view.Index, view.describe())
 		}
 	default:
-		fmt.Fprintf(stdout, "bootstrapped a new cluster: voters %v\n", st.Config.Voters())
+		fmt.Fprintf(stdout, "bootstrapped a new cluster: voters %v\n", n.raft.Status().Config.Voters())
 	}
 	fmt.Fprintf(stdout, "try:\n  curl -L -X PUT --data-binary 'hello raft' %s/kv/greeting\n", n.URL())
 	fmt.Fprintf(stdout, "  curl -L %s/kv/greeting\n  curl %s/status\n", n.URL(), n.URL())
