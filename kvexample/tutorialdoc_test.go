@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -383,3 +385,48 @@ func TestTutorialParsing(t *testing.T) {
 		}
 	}
 }
+
+// TestTutorialNamesExist checks that the files and the tests the tutorial
+// sends a reader to (`kvexample/locks.go`, `TestApplyIsDeterministic`)
+// exist: TestTutorial checks what the commands print, not the prose.
+func TestTutorialNamesExist(t *testing.T) {
+	doc, err := os.ReadFile("../docs/tutorial.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tests strings.Builder
+	for _, pattern := range []string{"*_test.go", "../*_test.go"} {
+		files, err := filepath.Glob(pattern)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range files {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tests.Write(b)
+		}
+	}
+	seen := map[string]bool{}
+	for _, m := range tutorialName.FindAllStringSubmatch(string(doc), -1) {
+		name := m[1]
+		if seen[name] {
+			continue
+		}
+		seen[name] = true
+		if strings.Contains(name, "/") {
+			if _, err := os.Stat(filepath.Join("..", name)); err != nil {
+				t.Errorf("docs/tutorial.md names %s: %v", name, err)
+			}
+		} else if !strings.Contains(tests.String(), "\nfunc "+name+"(") {
+			t.Errorf("docs/tutorial.md names %s, which no test file of kvexample or raft defines", name)
+		}
+	}
+	if len(seen) == 0 {
+		t.Error("found no names in docs/tutorial.md")
+	}
+}
+
+// tutorialName is a backquoted file of the repository or test function.
+var tutorialName = regexp.MustCompile("`((?:kvexample|wal|snapstore|raftprom|docs)/[\\w./-]+|(?:Test|Benchmark|Fuzz|Example)[A-Z]\\w*)`")
