@@ -47,10 +47,22 @@ func TestStoppingALeaderHandsLeadershipOverUnlessToldNotTo(t *testing.T) {
 			if code := stops[leader](); code != 0 {
 				t.Fatalf("leader %d exited with %d", leader, code)
 			}
-			// Right after the leader is gone, a survivor leads only if it
-			// was handed leadership: an election takes a timeout (1 s) first.
+			// Within half a second of the leader's exit, a survivor knows a
+			// new leader only if leadership was handed over: an election
+			// takes a timeout (1 s) from the old leader's last heartbeat
+			// first. (Half a second, not at once: the survivor that was not
+			// the target may hear from the new leader a moment after the
+			// old one, waiting for the target to win, has exited.)
 			other := leader%3 + 1
-			st := status(other)
+			var st statusResponse
+			handedOver := func() bool {
+				st = status(other)
+				return st.Leader != 0 && st.Leader != uint64(leader)
+			}
+			deadline := time.Now().Add(500 * time.Millisecond)
+			for !handedOver() && time.Now().Before(deadline) {
+				time.Sleep(20 * time.Millisecond)
+			}
 			if got := st.Leader != 0 && st.Leader != uint64(leader); got != tc.wantHandOver {
 				t.Fatalf("just after leader %d stopped, node %d follows %d (term %d); want a new leader already: %v",
 					leader, other, st.Leader, st.Term, tc.wantHandOver)
