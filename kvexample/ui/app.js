@@ -100,6 +100,11 @@ function renderSummary(f) {
   const l = leaders.reduce((a, b) => (b.term > a.term ? b : a));
   const up = f.nodes.filter((n) => n.up).length;
   s.innerHTML = `leader <b>node ${l.id}</b> · term <b>${l.term}</b> · commit <b>${fmt(l.commit)}</b> · ${up} of ${f.nodes.length} nodes up`;
+  // Two "leader" cards are not split brain: one leader per term, and the
+  // one of the older term has not heard of the newer yet. Say so.
+  for (const old of leaders.filter((n) => n.term < l.term)) {
+    s.innerHTML += `<br><span class="hint">node ${old.id} still believes it leads term ${old.term}: it has not heard of term ${l.term} yet. It cannot commit anything (that needs a majority, which has moved on), and steps down at the first message of term ${l.term}. Raft allows one leader per term, not one at a time.</span>`;
+  }
 }
 
 // updateRates turns the received-message counters into messages per
