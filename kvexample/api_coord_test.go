@@ -117,6 +117,9 @@ func TestKeysWithSlashesListingAndIndexes(t *testing.T) {
 		if got := r.header.Get("Allow"); got != a.want {
 			t.Errorf("%s %s: Allow %q, want %q", a.method, a.path, got, a.want)
 		}
+		if a.method == "POST" && !strings.Contains(r.body, "/kv/{key}/append, /kv/{key}/cas or /kv/{key}/incr") {
+			t.Errorf("POST %s: the 405 does not say where POST goes: %s", a.path, r.body)
+		}
 	}
 }
 

@@ -57,6 +57,13 @@ func (s *server) handleKV(w http.ResponseWriter, r *http.Request, escaped string
 		if hasOp {
 			allowed += ", POST"
 		}
+		if r.Method == http.MethodPost && !hasOp {
+			// The likeliest mistake: say where POST goes.
+			w.Header().Set("Allow", allowed)
+			writeError(w, http.StatusMethodNotAllowed, "method not allowed; allowed: "+allowed+
+				"; POST goes to /kv/{key}/append, /kv/{key}/cas or /kv/{key}/incr")
+			return
+		}
 		methodNotAllowed(w, allowed)
 		return
 	}
