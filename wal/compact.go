@@ -102,7 +102,7 @@ func (w *WAL) reset(index, term uint64) error {
 // recorded in seg. Callers hold mu (or own the WAL, in recovery).
 func (w *WAL) resetTo(seg *segment, index, term uint64) {
 	w.ents = posIndex{}
-	w.cache.ents, w.cache.bytes = nil, 0
+	w.cache.reset()
 	w.first, w.prevTerm = index+1, term
 	seg.hasReset = true
 }

@@ -287,8 +287,8 @@ func TestCacheIsBoundedAndOlderEntriesComeFromDisk(t *testing.T) {
 	for i := uint64(1); i <= 100; i++ {
 		apply(w, m, op{ents: []raft.Entry{{Index: i, Term: 1, Data: bytes.Repeat([]byte{byte(i)}, 76)}}})
 	}
-	if w.cache.bytes > 1000 || len(w.cache.ents) != 10 {
-		t.Fatalf("cache holds %d entries, %d bytes; want 10 entries within 1000 bytes", len(w.cache.ents), w.cache.bytes)
+	if w.cache.bytes > 1000 || w.cache.count() != 10 {
+		t.Fatalf("cache holds %d entries, %d bytes; want 10 entries within 1000 bytes", w.cache.count(), w.cache.bytes)
 	}
 	if d := m.diff(w); d != "" { // reads 1..90 from disk
 		t.Fatal(d)
