@@ -110,9 +110,9 @@ func (n *Node) persist(batches []*writeBatch, buf []Entry, failed error) (saved,
 
 // save is Storage.Save, timed.
 func (n *Node) save(hs HardState, ents []Entry) error {
-	start := time.Now()
+	start := n.monotonic()
 	err := n.cfg.Storage.Save(hs, ents)
-	n.m.saveLatency.observe(time.Since(start))
+	n.m.saveLatency.observe(time.Duration(n.monotonic() - start))
 	return err
 }
 

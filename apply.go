@@ -17,8 +17,9 @@ type applyBatch struct {
 	snapshot *SnapshotMeta
 	entries  []Entry
 	waiters  []*proposal
-	// handed is when the owner handed it over (apply latency).
-	handed time.Time
+	// handed is when the owner handed it over (Node.monotonic, for the
+	// apply latency).
+	handed int64
 }
 
 // applier is the applier goroutine's state.
@@ -96,7 +97,7 @@ func (a *applier) apply(b applyBatch) {
 	}
 	a.policy.applied(b.entries)
 	a.published(b.entries[len(b.entries)-1].Index)
-	n.m.applyLatency.observe(n.cfg.Clock.Now().Sub(b.handed))
+	n.m.applyLatency.observe(time.Duration(n.monotonic() - b.handed))
 }
 
 // restore replaces the state machine with a snapshot the leader sent.

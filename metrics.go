@@ -1,6 +1,7 @@
 package raft
 
 import (
+	"math"
 	"sync/atomic"
 	"time"
 )
@@ -126,6 +127,14 @@ var histogramBounds = []float64{
 	25e-3, 50e-3, 100e-3, 250e-3, 500e-3, 1, 2.5, 5, 10,
 }
 
+// histogramBoundsNS are histogramBounds in nanoseconds, for observe.
+var histogramBoundsNS = func() (ns [17]time.Duration) {
+	for i, b := range histogramBounds {
+		ns[i] = time.Duration(math.Round(b * 1e9))
+	}
+	return ns
+}()
+
 // histogram is a Histogram being filled, safe for concurrent use.
 type histogram struct {
 	counts [18]atomic.Uint64 // len(histogramBounds) + 1
@@ -134,9 +143,8 @@ type histogram struct {
 
 // observe records one duration.
 func (h *histogram) observe(d time.Duration) {
-	s := d.Seconds()
 	i := 0
-	for i < len(histogramBounds) && s > histogramBounds[i] {
+	for i < len(histogramBoundsNS) && d > histogramBoundsNS[i] {
 		i++
 	}
 	h.counts[i].Add(1)

@@ -155,3 +155,19 @@ func TestOwnerBusyIsPartOfTheElapsedTime(t *testing.T) {
 		t.Fatalf("owner busy %v of %v elapsed over 2000 proposals", busy, elapsed)
 	}
 }
+
+// A duration on a bucket's bound falls in that bucket (bounds are upper
+// bounds, inclusive, as Prometheus' le), and one a nanosecond over in the
+// next.
+func TestHistogramBoundsAreInclusive(t *testing.T) {
+	for i, b := range histogramBounds {
+		var h histogram
+		on := time.Duration(b * float64(time.Second))
+		h.observe(on)
+		h.observe(on + 1)
+		if h.counts[i].Load() != 1 || h.counts[i+1].Load() != 1 {
+			t.Fatalf("bound %v s: %v counted in bucket %d, %v in %d; want one each in %d and %d",
+				b, on, i, on+1, i+1, i, i+1)
+		}
+	}
+}

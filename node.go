@@ -437,13 +437,13 @@ func (n *Node) handToApplier(snapshot *SnapshotMeta, ents []Entry) bool {
 			k++
 		}
 	}
-	now := n.cfg.Clock.Now()
+	now := n.monotonic()
 	if k > 0 {
 		b.waiters = make([]*proposal, k)
 		copy(b.waiters, n.pending[:k])
 		for _, p := range b.waiters {
 			if p.m != nil {
-				n.m.commitLatency.observe(now.Sub(p.start))
+				n.m.commitLatency.observe(time.Duration(now - p.start))
 			}
 		}
 		clear(n.pending[:k])

@@ -336,8 +336,13 @@ type proposal struct {
 	// appended; start is when Propose was called.
 	m        *nodeMetrics
 	accepted bool
-	start    time.Time
+	start    int64 // Node.monotonic
 }
+
+// monotonic is the real time since the node started, in nanoseconds, for
+// the latency metrics: time.Since reads one clock where time.Now reads two,
+// and these reads are on every proposal's path.
+func (n *Node) monotonic() int64 { return int64(time.Since(n.started)) }
 
 func (p *proposal) finish(err error) {
 	if p.m != nil {
@@ -370,7 +375,7 @@ func (n *Node) Propose(ctx context.Context, cmd []byte) (Result, error) {
 		n.m.proposalsDropped.Add(1)
 		return Result{}, ErrProposalTooLarge
 	}
-	p := &proposal{cmd: cmd, done: make(chan struct{}), m: &n.m, start: n.cfg.Clock.Now()}
+	p := &proposal{cmd: cmd, done: make(chan struct{}), m: &n.m, start: n.monotonic()}
 	select {
 	case n.propc <- p:
 	case <-ctx.Done():
