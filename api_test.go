@@ -406,3 +406,25 @@ func TestProposeWithADoneContextSubmitsNothing(t *testing.T) {
 		}
 	})
 }
+
+// What Close means for a proposal: one the node appended may still commit
+// (ErrOutcomeUnknown as well as ErrClosed); one on a closed node was never
+// submitted (ErrClosed alone), so a client may retry it elsewhere.
+func TestProposeSaysWhetherClosingLeftTheWriteUndecided(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 3, nil)
+		c.one("first", 3)
+		l, ln := c.leaderNode()
+		c.net.Isolate(l) // the append cannot commit
+		errc := make(chan error, 1)
+		go func() { _, err := ln.Propose(context.Background(), []byte("stuck")); errc <- err }()
+		synctest.Wait()
+		c.crash(l)
+		if err := <-errc; !errors.Is(err, ErrOutcomeUnknown) || !errors.Is(err, ErrClosed) {
+			t.Fatalf("appended proposal when the leader closed: %v, want ErrOutcomeUnknown and ErrClosed", err)
+		}
+		if _, err := ln.Propose(context.Background(), []byte("late")); !errors.Is(err, ErrClosed) || errors.Is(err, ErrOutcomeUnknown) {
+			t.Fatalf("proposal on a closed node: %v, want ErrClosed alone", err)
+		}
+	})
+}

@@ -540,7 +540,7 @@ func (n *Node) shutdown() {
 	n.final = n.status()
 	n.final.Peers = maps.Clone(n.final.Peers)
 	for _, p := range n.pending {
-		p.finish(ErrClosed)
+		p.finish(errClosedAfterAppend)
 	}
 	n.pending = nil
 	for _, w := range n.readWaiters {

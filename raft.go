@@ -119,6 +119,9 @@ type Node struct {
 	snapReports    chan snapReport
 	snapRequests   chan *snapRequest
 	snapWriterIdle chan struct{}
+	// ownerDone is closed once the owner goroutine has stopped, after it
+	// finished the proposals it held.
+	ownerDone chan struct{}
 	// snapshotBusy is set while a snapshot is written; durableSnapshot is
 	// the newest snapshot's index.
 	snapshotBusy      atomic.Bool
@@ -248,6 +251,7 @@ func NewNode(cfg Config) (*Node, error) {
 		snapReports:    make(chan snapReport, 4),
 		snapRequests:   make(chan *snapRequest),
 		snapWriterIdle: make(chan struct{}, 1),
+		ownerDone:      make(chan struct{}),
 
 		senders:     make(map[NodeID]*peerSender),
 		started:     cfg.Clock.Now(),
@@ -273,7 +277,7 @@ func (n *Node) start(restored SnapshotMeta) {
 	go func() { defer n.wg.Done(); n.runSnapshotWriter() }()
 	go func() { defer n.wg.Done(); n.runSnapshotSender() }()
 	go func() { defer n.wg.Done(); n.runSnapshotReceiver() }()
-	go func() { defer n.wg.Done(); n.run() }()
+	go func() { defer n.wg.Done(); defer close(n.ownerDone); n.run() }()
 	go func() {
 		defer n.wg.Done()
 		electionTimer(n.cfg.Clock, n.cfg.ElectionTimeout/electionTickResolution, n.electionTicks, done)
@@ -365,8 +369,10 @@ func (p *proposal) finish(err error) {
 // ErrTransferInProgress while the leader hands over; ErrOutcomeUnknown when
 // leadership was lost, or ctx ended, after the entry was appended (it may
 // still commit); ErrStorageFailed (also ErrOutcomeUnknown) when this
-// node's storage failed; ErrClosed; ErrProposalTooLarge. A ctx that is
-// already done fails at once: nothing is submitted.
+// node's storage failed; ErrClosed when the node closed before taking the
+// proposal (nothing was submitted: retry it elsewhere), also wrapped with
+// ErrOutcomeUnknown when it closed after appending it; ErrProposalTooLarge.
+// A ctx that is already done fails at once: nothing is submitted.
 func (n *Node) Propose(ctx context.Context, cmd []byte) (Result, error) {
 	if err := ctx.Err(); err != nil {
 		return Result{}, err
@@ -392,9 +398,27 @@ func (n *Node) Propose(ctx context.Context, cmd []byte) (Result, error) {
 	case <-ctx.Done():
 		return Result{}, fmt.Errorf("%w: the context ended after the proposal was submitted, and it may still commit: %w", ErrOutcomeUnknown, ctx.Err())
 	case <-n.ctx.Done():
+		// Whether the owner took the proposal decides what closing means
+		// for it; it has stopped once ownerDone is closed.
+		<-n.ownerDone
+		select {
+		case <-p.done:
+			if p.err != nil {
+				return Result{}, p.err
+			}
+			return Result{Index: p.index, Term: p.term, Value: p.result}, nil
+		default:
+		}
+		if p.accepted {
+			return Result{}, errClosedAfterAppend
+		}
 		return Result{}, ErrClosed
 	}
 }
+
+// errClosedAfterAppend: the node closed with the proposal in its log but
+// not yet applied here.
+var errClosedAfterAppend = fmt.Errorf("%w: the node closed after appending the proposal: %w", ErrOutcomeUnknown, ErrClosed)
 
 // readWaiter is one ReadIndex or LeaseRead call.
 type readWaiter struct {

@@ -176,8 +176,9 @@ func TestGracefulCloseOfTheLeaderFailsNoClientWrite(t *testing.T) {
 }
 
 // proposeWithRetry proposes cmd on whichever running node leads, retrying
-// (as a client would) refusals that say the write did not happen; other
-// errors are returned.
+// (as a client would) refusals that say the write did not happen (not the
+// leader, a transfer under way, or the node closed before taking it);
+// other errors are returned.
 func (c *testCluster) proposeWithRetry(cmd []byte) error {
 	deadline := time.Now().Add(5 * electionTimeout)
 	for time.Now().Before(deadline) {
@@ -186,7 +187,9 @@ func (c *testCluster) proposeWithRetry(cmd []byte) error {
 				continue
 			}
 			_, err := n.Propose(context.Background(), cmd)
-			if err == nil || !(errors.Is(err, ErrNotLeader) || errors.Is(err, ErrTransferInProgress)) {
+			// ErrClosed alone: the node closed before taking the write.
+			closedFirst := errors.Is(err, ErrClosed) && !errors.Is(err, ErrOutcomeUnknown)
+			if err == nil || !(errors.Is(err, ErrNotLeader) || errors.Is(err, ErrTransferInProgress) || closedFirst) {
 				return err
 			}
 		}
