@@ -52,6 +52,9 @@ func TestTutorial(t *testing.T) {
 	}
 	for _, tool := range []string{"bash", "curl"} {
 		if _, err := exec.LookPath(tool); err != nil {
+			if os.Getenv("RAFTLINE_REQUIRE_TUTORIAL") != "" {
+				t.Fatalf("RAFTLINE_REQUIRE_TUTORIAL is set but the tutorial needs %s: %v", tool, err)
+			}
 			t.Skipf("the tutorial needs %s: %v", tool, err)
 		}
 	}
