@@ -28,8 +28,10 @@ type localCluster struct {
 	nodes []*kvNode
 	mu    sync.Mutex
 	slots []*slot
-	links slowLinks
-	lab   *lab
+	// settled is signalled (with mu) when a crash or restart finishes.
+	settled *sync.Cond
+	links   slowLinks
+	lab     *lab
 	// ops counts the lab's crashes and restarts still under way.
 	ops sync.WaitGroup
 }
@@ -151,13 +153,28 @@ func (c *localCluster) crash(id raft.NodeID) bool {
 	}
 	c.mu.Lock()
 	sl.busy = false
+	c.settledCond().Broadcast()
 	c.mu.Unlock()
 	return true
+}
+
+// settledCond returns the condition a crash or restart signals. Callers
+// hold mu.
+func (c *localCluster) settledCond() *sync.Cond {
+	if c.settled == nil {
+		c.settled = sync.NewCond(&c.mu)
+	}
+	return c.settled
 }
 
 // restart starts node id again from its storage, on its port.
 func (c *localCluster) restart(id raft.NodeID) error {
 	c.mu.Lock()
+	// A crash still closing the node (its port already answers "crashed")
+	// finishes first: the restart follows it rather than failing.
+	for id >= 1 && int(id) <= len(c.slots) && c.slots[id-1].down && c.slots[id-1].busy {
+		c.settledCond().Wait()
+	}
 	if id < 1 || int(id) > len(c.slots) || !c.slots[id-1].down || c.slots[id-1].busy {
 		c.mu.Unlock()
 		return fmt.Errorf("node %d is not crashed", id)
@@ -171,6 +188,7 @@ func (c *localCluster) restart(id raft.NodeID) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	sl.busy = false
+	c.settledCond().Broadcast()
 	if err != nil {
 		return err
 	}
