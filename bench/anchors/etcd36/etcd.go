@@ -299,7 +299,10 @@ func (n *etcdNode) run() {
 			// (a) persist: etcd WAL semantics, fsync once per Ready if MustSync.
 			if n.wal != nil {
 				if err := n.saveWAL(rd.HardState, rd.Entries, rd.MustSync); err != nil {
-					panic(fmt.Sprintf("etcd node %d: wal: %v", n.id, err))
+					// The disk failed: this node acknowledges nothing more,
+					// and every waiting proposal gets the error.
+					n.failAll(fmt.Errorf("etcd node %d: wal: %w", n.id, err), true)
+					return
 				}
 			}
 			// (b) MemoryStorage
@@ -417,13 +420,13 @@ func (n *etcdNode) apply(ents []raftpb.Entry) {
 		case raftpb.EntryConfChange:
 			var cc raftpb.ConfChange
 			if err := cc.Unmarshal(e.Data); err != nil {
-				panic(err)
+				panic(err) // invariant: this harness never proposes configuration changes; etcd wrote the entry itself
 			}
 			n.node.ApplyConfChange(cc)
 		case raftpb.EntryConfChangeV2:
 			var cc raftpb.ConfChangeV2
 			if err := cc.Unmarshal(e.Data); err != nil {
-				panic(err)
+				panic(err) // invariant: as above
 			}
 			n.node.ApplyConfChange(cc)
 		}
@@ -551,7 +554,7 @@ func (l *tcpLink) writeLoop() {
 			sz := msg.Size()
 			buf = slices.Grow(buf[:0], 4+sz)[:4+sz]
 			if _, err := msg.MarshalTo(buf[4:]); err != nil {
-				panic(err)
+				panic(err) // invariant: etcd's own messages always marshal
 			}
 			binary.BigEndian.PutUint32(buf, uint32(len(buf)-4))
 			if _, err := w.Write(buf); err != nil {
@@ -601,7 +604,7 @@ func (l *tcpLink) readLoop(self *etcdNode) {
 		}
 		var msg raftpb.Message
 		if err := msg.Unmarshal(buf); err != nil {
-			panic(err)
+			return // a malformed frame from the network ends the connection, not the process
 		}
 		select {
 		case <-self.stopc:
@@ -615,15 +618,18 @@ func (l *tcpLink) readLoop(self *etcdNode) {
 // discardLogger silences etcd raft's default logger.
 type discardLogger struct{}
 
-func (discardLogger) Debug(...any)              {}
-func (discardLogger) Debugf(string, ...any)     {}
-func (discardLogger) Error(...any)              {}
-func (discardLogger) Errorf(string, ...any)     {}
-func (discardLogger) Info(...any)               {}
-func (discardLogger) Infof(string, ...any)      {}
-func (discardLogger) Warning(...any)            {}
-func (discardLogger) Warningf(string, ...any)   {}
-func (discardLogger) Fatal(v ...any)            { panic(fmt.Sprint(v...)) }
-func (discardLogger) Fatalf(f string, v ...any) { panic(fmt.Sprintf(f, v...)) }
-func (discardLogger) Panic(v ...any)            { panic(fmt.Sprint(v...)) }
-func (discardLogger) Panicf(f string, v ...any) { panic(fmt.Sprintf(f, v...)) }
+func (discardLogger) Debug(...any)            {}
+func (discardLogger) Debugf(string, ...any)   {}
+func (discardLogger) Error(...any)            {}
+func (discardLogger) Errorf(string, ...any)   {}
+func (discardLogger) Info(...any)             {}
+func (discardLogger) Infof(string, ...any)    {}
+func (discardLogger) Warning(...any)          {}
+func (discardLogger) Warningf(string, ...any) {}
+
+// etcd raft's Logger contract: Fatal and Panic never return (etcd calls
+// them on its own broken invariants), so they panic.
+func (discardLogger) Fatal(v ...any)            { panic(fmt.Sprint(v...)) }     // invariant
+func (discardLogger) Fatalf(f string, v ...any) { panic(fmt.Sprintf(f, v...)) } // invariant
+func (discardLogger) Panic(v ...any)            { panic(fmt.Sprint(v...)) }     // invariant
+func (discardLogger) Panicf(f string, v ...any) { panic(fmt.Sprintf(f, v...)) } // invariant
