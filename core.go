@@ -387,8 +387,7 @@ func (c *core) step(m Message) {
 	}
 	switch {
 	case m.Term > c.term:
-		transfer := m.Type == MsgVote && m.Transfer
-		if (m.Type == MsgVote || m.Type == MsgPreVote) && (c.inLease() || c.restartVoteHold()) && !transfer {
+		if (m.Type == MsgVote || m.Type == MsgPreVote) && c.holdsVote(m) {
 			// Leader stickiness: we heard from a live leader within the
 			// election timeout, so this candidate cannot win and must not
 			// bump our term (a rejoining partitioned node stays harmless).

@@ -142,16 +142,17 @@ func (c *core) handleVoteRequest(m Message) {
 	}
 }
 
-// holdsVote reports whether a vote request in our own term must be refused
-// to keep a promise: a higher term learned from a non-leader (or from
-// before a restart) left us without a leader or a vote, but a leader spoke
-// to us within an election timeout, and its lease counts on us. (A request
-// of a higher term is ignored in step for the same reason.)
+// holdsVote reports whether a vote request must be refused to keep a
+// promise: a leader spoke to us within an election timeout (or we restarted
+// less than one ago) and its lease counts on us. step ignores such a
+// request of a higher term; handleVoteRequest refuses one of our own term,
+// which we reach without a leader or a vote when a higher term came from a
+// non-leader. A transfer's campaign is exempt.
 func (c *core) holdsVote(m Message) bool {
-	if m.Transfer {
+	if m.Type == MsgVote && m.Transfer {
 		return false
 	}
-	return (c.cfg.checkQuorum && c.promisedLeader()) || c.restartVoteHold()
+	return c.inLease() || c.restartVoteHold()
 }
 
 // stepCandidate handles messages while campaigning.

@@ -348,6 +348,14 @@ type proposal struct {
 // and these reads are on every proposal's path.
 func (n *Node) monotonic() int64 { return int64(time.Since(n.started)) }
 
+// outcome is what Propose returns for a finished proposal.
+func (p *proposal) outcome() (Result, error) {
+	if p.err != nil {
+		return Result{}, p.err
+	}
+	return Result{Index: p.index, Term: p.term, Value: p.result}, nil
+}
+
 func (p *proposal) finish(err error) {
 	if p.m != nil {
 		switch {
@@ -391,10 +399,7 @@ func (n *Node) Propose(ctx context.Context, cmd []byte) (Result, error) {
 	}
 	select {
 	case <-p.done:
-		if p.err != nil {
-			return Result{}, p.err
-		}
-		return Result{Index: p.index, Term: p.term, Value: p.result}, nil
+		return p.outcome()
 	case <-ctx.Done():
 		return Result{}, fmt.Errorf("%w: the context ended after the proposal was submitted, and it may still commit: %w", ErrOutcomeUnknown, ctx.Err())
 	case <-n.ctx.Done():
@@ -403,10 +408,7 @@ func (n *Node) Propose(ctx context.Context, cmd []byte) (Result, error) {
 		<-n.ownerDone
 		select {
 		case <-p.done:
-			if p.err != nil {
-				return Result{}, p.err
-			}
-			return Result{Index: p.index, Term: p.term, Value: p.result}, nil
+			return p.outcome()
 		default:
 		}
 		if p.accepted {
