@@ -290,6 +290,33 @@ func TestConfigValidation(t *testing.T) {
 	}
 }
 
+// The default snapshot interval spaces snapshots where they cost disk
+// writes, not where the log lives in the heap, and an explicit value wins.
+func TestSnapshotIntervalDefaultsByStorage(t *testing.T) {
+	durable := struct{ Storage }{NewMemoryStorage()} // any Storage but a *MemoryStorage
+	tests := []struct {
+		name    string
+		storage Storage
+		set     time.Duration
+		want    time.Duration
+	}{
+		{"durable storage", durable, 0, DefaultSnapshotInterval},
+		{"MemoryStorage", NewMemoryStorage(), 0, 0},
+		{"explicit, durable", durable, 5 * time.Second, 5 * time.Second},
+		{"explicit, MemoryStorage", NewMemoryStorage(), 5 * time.Second, 5 * time.Second},
+		{"turned off", durable, -1, -1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := Config{ID: 1, Storage: tt.storage, SnapshotInterval: tt.set}
+			cfg.setDefaults()
+			if cfg.SnapshotInterval != tt.want {
+				t.Fatalf("SnapshotInterval %v, want %v", cfg.SnapshotInterval, tt.want)
+			}
+		})
+	}
+}
+
 // flakyStorage is a MemoryStorage whose Save starts failing on demand, as a
 // full or broken disk would.
 type flakyStorage struct {

@@ -38,12 +38,22 @@ type applier struct {
 
 func (n *Node) runApplier(restored SnapshotMeta) {
 	a := &applier{n: n, meta: restored, snapshotted: restored.Index,
-		policy: snapshotPolicy{entries: n.cfg.SnapshotEntries, bytes: n.cfg.SnapshotBytes, ratio: n.cfg.SnapshotSizeRatio}}
+		policy: snapshotPolicy{entries: n.cfg.SnapshotEntries, bytes: n.cfg.SnapshotBytes,
+			ratio: n.cfg.SnapshotSizeRatio, interval: n.cfg.SnapshotInterval}}
 	defer func() {
 		for _, w := range a.waiting {
 			w.finish(0, ErrClosed)
 		}
 	}()
+	// A snapshot the interval held back is taken when the interval ends
+	// even if nothing more is applied: the ticker looks again a few times
+	// per interval.
+	var recheck <-chan time.Time
+	if iv := n.cfg.SnapshotInterval; iv > 0 && (n.cfg.SnapshotEntries > 0 || n.cfg.SnapshotBytes > 0) {
+		t := n.cfg.Clock.NewTicker(iv / snapshotRechecks)
+		defer t.Stop()
+		recheck = t.C()
+	}
 	for {
 		select {
 		case <-n.ctx.Done():
@@ -53,10 +63,15 @@ func (n *Node) runApplier(restored SnapshotMeta) {
 		case req := <-n.snapRequests:
 			a.waiting = append(a.waiting, req)
 		case <-n.snapWriterIdle:
+		case <-recheck:
 		}
 		a.maybeSnapshot()
 	}
 }
+
+// snapshotRechecks is how many times per Config.SnapshotInterval an idle
+// applier looks whether a held-back snapshot is due.
+const snapshotRechecks = 4
 
 func (a *applier) apply(b applyBatch) {
 	n := a.n
@@ -110,7 +125,7 @@ func (a *applier) restore(meta SnapshotMeta) {
 	}
 	n.cfg.Logger.Info("raft: restored snapshot from the leader", "id", n.cfg.ID, "snapshot", meta.String())
 	a.meta, a.snapshotted = meta, meta.Index
-	a.policy.reset()
+	a.policy.taken(n.cfg.Clock.Now())
 	a.published(meta.Index)
 }
 
@@ -127,7 +142,7 @@ func (a *applier) published(index uint64) {
 // writer is free: the capture is quick, the writing happens on the writer.
 func (a *applier) maybeSnapshot() {
 	n := a.n
-	if a.broken || n.snapshotBusy.Load() || (!a.policy.due(int64(n.m.snapshotBytes.Load())) && len(a.waiting) == 0) {
+	if a.broken || n.snapshotBusy.Load() || (!a.policy.due(int64(n.m.snapshotBytes.Load()), n.cfg.Clock.Now) && len(a.waiting) == 0) {
 		return
 	}
 	if a.meta.Index <= a.snapshotted {
@@ -139,7 +154,7 @@ func (a *applier) maybeSnapshot() {
 		a.policy.reset()
 		return
 	}
-	a.policy.reset()
+	a.policy.taken(n.cfg.Clock.Now())
 	view, err := n.cfg.StateMachine.Snapshot()
 	if err != nil {
 		err = fmt.Errorf("raft: StateMachine.Snapshot at %d: %w", a.meta.Index, err)

@@ -2,6 +2,7 @@ package raft
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -62,10 +63,11 @@ func TestLatestConfigurationsReadsOnlyEntriesAfterTheSnapshot(t *testing.T) {
 	}
 }
 
-// The automatic snapshot policy: a threshold makes a snapshot due, and the
+// The automatic snapshot policy: a threshold makes a snapshot due, the
 // size ratio holds it back while the commands since the last snapshot are
 // small next to that snapshot, so a large state is not rewritten for every
-// few thousand writes.
+// few thousand writes, and the interval holds it back until enough time
+// has passed, unless SnapshotIntervalOverrun thresholds have piled up.
 func TestSnapshotPolicyDue(t *testing.T) {
 	tests := []struct {
 		name     string
@@ -73,27 +75,37 @@ func TestSnapshotPolicyDue(t *testing.T) {
 		entries  int
 		bytes    int // per entry
 		lastSize int64
+		since    time.Duration // since the last snapshot
 		want     bool
 	}{
-		{"below the entry threshold", snapshotPolicy{entries: 100, ratio: 4}, 99, 10, 0, false},
-		{"entry threshold, no snapshot yet", snapshotPolicy{entries: 100, ratio: 4}, 100, 10, 0, true},
-		{"entry threshold, small snapshot", snapshotPolicy{entries: 100, ratio: 4}, 100, 10, 4000, true},
-		{"entry threshold, large snapshot holds it back", snapshotPolicy{entries: 100, ratio: 4}, 100, 10, 4004, false},
-		{"enough commands next to the large snapshot", snapshotPolicy{entries: 100, ratio: 4}, 1000, 10, 40000, true},
-		{"ratio off", snapshotPolicy{entries: 100}, 100, 10, 1 << 30, true},
-		{"byte threshold", snapshotPolicy{bytes: 500, ratio: 4}, 50, 10, 2000, true},
-		{"byte threshold, large snapshot holds it back", snapshotPolicy{bytes: 500, ratio: 4}, 50, 10, 2004, false},
-		{"automatic snapshots off", snapshotPolicy{entries: -1, ratio: 4}, 1 << 20, 10, 0, false},
+		{"below the entry threshold", snapshotPolicy{entries: 100, ratio: 4}, 99, 10, 0, 0, false},
+		{"entry threshold, no snapshot yet", snapshotPolicy{entries: 100, ratio: 4}, 100, 10, 0, 0, true},
+		{"entry threshold, small snapshot", snapshotPolicy{entries: 100, ratio: 4}, 100, 10, 4000, 0, true},
+		{"entry threshold, large snapshot holds it back", snapshotPolicy{entries: 100, ratio: 4}, 100, 10, 4004, 0, false},
+		{"enough commands next to the large snapshot", snapshotPolicy{entries: 100, ratio: 4}, 1000, 10, 40000, 0, true},
+		{"ratio off", snapshotPolicy{entries: 100}, 100, 10, 1 << 30, 0, true},
+		{"byte threshold", snapshotPolicy{bytes: 500, ratio: 4}, 50, 10, 2000, 0, true},
+		{"byte threshold, large snapshot holds it back", snapshotPolicy{bytes: 500, ratio: 4}, 50, 10, 2004, 0, false},
+		{"automatic snapshots off", snapshotPolicy{entries: -1, ratio: 4}, 1 << 20, 10, 0, time.Hour, false},
+		{"interval holds a due snapshot back", snapshotPolicy{entries: 100, interval: time.Second}, 100, 10, 0, 999 * time.Millisecond, false},
+		{"interval passed", snapshotPolicy{entries: 100, interval: time.Second}, 100, 10, 0, time.Second, true},
+		{"interval alone does not make a snapshot due", snapshotPolicy{entries: 100, interval: time.Second}, 99, 10, 0, time.Hour, false},
+		{"entries just short of the overrun wait", snapshotPolicy{entries: 100, interval: time.Second}, SnapshotIntervalOverrun*100 - 1, 10, 0, time.Millisecond, false},
+		{"entry overrun ends the wait", snapshotPolicy{entries: 100, interval: time.Second}, SnapshotIntervalOverrun * 100, 10, 0, time.Millisecond, true},
+		{"byte overrun ends the wait", snapshotPolicy{bytes: 500, interval: time.Second}, SnapshotIntervalOverrun * 50, 10, 0, time.Millisecond, true},
+		{"the ratio still holds an overrun back", snapshotPolicy{entries: 100, ratio: 4, interval: time.Second}, SnapshotIntervalOverrun * 100, 10, 1 << 30, time.Hour, false},
 	}
+	t0 := time.Unix(1_000_000, 0)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			p := tt.policy
+			p.last = t0
 			ents := make([]Entry, tt.entries)
 			for i := range ents {
 				ents[i].Data = make([]byte, tt.bytes)
 			}
 			p.applied(ents)
-			require.Equal(t, tt.want, p.due(tt.lastSize))
+			require.Equal(t, tt.want, p.due(tt.lastSize, func() time.Time { return t0.Add(tt.since) }))
 		})
 	}
 }

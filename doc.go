@@ -14,7 +14,8 @@
 //
 // Snapshots bound a node's log, disk and restart time: every
 // Config.SnapshotEntries applied entries (held back while the commands
-// since the last snapshot are small next to it, Config.SnapshotSizeRatio),
+// since the last snapshot are small next to it, Config.SnapshotSizeRatio,
+// and with durable storage spaced by Config.SnapshotInterval),
 // or on Node.Snapshot, the state machine's view is written to the SnapshotStore while applying goes on,
 // and the log is compacted behind it. A restart restores the newest good
 // snapshot and replays only the entries after it; a follower that needs

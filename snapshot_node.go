@@ -411,6 +411,11 @@ type snapshotPolicy struct {
 	entries int   // threshold, ≤ 0 for off
 	bytes   int64 // threshold, 0 for off
 	ratio   int   // Config.SnapshotSizeRatio, ≤ 0 for off
+	// interval is Config.SnapshotInterval (≤ 0 for none) and last when
+	// the previous snapshot was taken or restored (zero before the first,
+	// which the interval does not hold back).
+	interval time.Duration
+	last     time.Time
 	// applied counts entries and command bytes since the last snapshot.
 	appliedEntries int
 	appliedBytes   int64
@@ -424,13 +429,30 @@ func (p *snapshotPolicy) applied(ents []Entry) {
 }
 
 // due reports whether an automatic snapshot should be taken, lastSize
-// being the size of the newest snapshot (0 for none or unknown).
-func (p *snapshotPolicy) due(lastSize int64) bool {
-	threshold := (p.entries > 0 && p.appliedEntries >= p.entries) || (p.bytes > 0 && p.appliedBytes >= p.bytes)
-	if !threshold || p.ratio <= 0 {
+// being the size of the newest snapshot (0 for none or unknown) and now
+// the clock, read only when the interval decides.
+func (p *snapshotPolicy) due(lastSize int64, now func() time.Time) bool {
+	threshold := p.reached(1)
+	if threshold && p.ratio > 0 {
+		threshold = p.appliedBytes >= lastSize/int64(p.ratio)
+	}
+	if !threshold || p.interval <= 0 || p.reached(SnapshotIntervalOverrun) {
 		return threshold
 	}
-	return p.appliedBytes >= lastSize/int64(p.ratio)
+	return now().Sub(p.last) >= p.interval
+}
+
+// reached reports whether the entries or bytes applied since the last
+// snapshot are at least times their threshold.
+func (p *snapshotPolicy) reached(times int) bool {
+	return (p.entries > 0 && p.appliedEntries >= times*p.entries) ||
+		(p.bytes > 0 && p.appliedBytes >= int64(times)*p.bytes)
+}
+
+// taken starts a new interval: a snapshot was taken (or restored) at now.
+func (p *snapshotPolicy) taken(now time.Time) {
+	p.reset()
+	p.last = now
 }
 
 func (p *snapshotPolicy) reset() { p.appliedEntries, p.appliedBytes = 0, 0 }

@@ -11,10 +11,11 @@ import (
 )
 
 // snapshotEvery makes a cluster snapshot every n applied entries and keep
-// trailing entries behind each snapshot, so a short test compacts.
+// trailing entries behind each snapshot (no interval between them), so a
+// short test compacts.
 func snapshotEvery(n, trailing int) func(*Config) {
 	return func(cfg *Config) {
-		cfg.SnapshotEntries, cfg.SnapshotTrailing = n, trailing
+		cfg.SnapshotEntries, cfg.SnapshotTrailing, cfg.SnapshotInterval = n, trailing, -1
 	}
 }
 
@@ -239,6 +240,37 @@ func TestCorruptNewestSnapshotFallsBackToThePreviousOne(t *testing.T) {
 		}
 		if _, err := c.snaps[id].Open(bad); !errors.Is(err, ErrSnapshotNotFound) {
 			t.Fatalf("the corrupt snapshot is still in the store (Open: %v)", err)
+		}
+	})
+}
+
+// Config.SnapshotInterval spaces automatic snapshots: the first is not
+// held back, a due one waits for the interval (and is then taken with no
+// further writes), and SnapshotIntervalOverrun thresholds of entries end
+// the wait early.
+func TestSnapshotIntervalSpacesAutomaticSnapshots(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const every, interval = 20, time.Hour
+		c := newCluster(t, 3, func(cfg *Config) {
+			cfg.SnapshotEntries, cfg.SnapshotTrailing, cfg.SnapshotInterval = every, 5, interval
+		})
+		c.one("first", 3)
+		leader := c.nodes[c.checkOneLeader()]
+		taken := func() uint64 { return leader.Status().Metrics.SnapshotsTaken }
+		start := time.Now()
+		c.writeN("a", every, 3)
+		waitFor(t, time.Second, "the first snapshot, which no interval holds back", func() bool { return taken() == 1 })
+		c.writeN("b", 2*every, 3)
+		time.Sleep(time.Second)
+		if got := taken(); got != 1 || time.Since(start) >= interval {
+			t.Fatalf("%d snapshots %v after the first: the interval did not hold the second back", got, time.Since(start))
+		}
+		waitFor(t, interval+interval/snapshotRechecks+time.Second, "the held-back snapshot once the interval ends, with no more writes", func() bool { return taken() == 2 })
+		second := time.Now()
+		c.writeN("c", SnapshotIntervalOverrun*every, 3)
+		waitFor(t, time.Second, "a snapshot once the entries overran the interval", func() bool { return taken() == 3 })
+		if since := time.Since(second); since >= interval {
+			t.Fatalf("the overrun snapshot came %v after the previous one, not before the interval", since)
 		}
 	})
 }

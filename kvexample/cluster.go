@@ -62,6 +62,8 @@ type nodeConfig struct {
 	// SnapshotEntries and SnapshotTrailing are raft.Config's (0: the
 	// library's defaults, negative: none).
 	SnapshotEntries, SnapshotTrailing int
+	// SnapshotInterval is raft.Config's (0: the library's default).
+	SnapshotInterval time.Duration
 	// MaxClockDrift is the drift rate lease reads assume (0: the default).
 	MaxClockDrift float64
 	// TransferTimeout, when positive, makes a leader that is being stopped
@@ -199,7 +201,8 @@ func raftConfig(cfg nodeConfig, st nodeStorage, tr raft.Transport, sm raft.State
 	return raft.Config{
 		ID: cfg.ID, Storage: st.log, StateMachine: sm, Transport: tr, Snapshots: st.snaps,
 		SnapshotEntries: cfg.SnapshotEntries, SnapshotTrailing: cfg.SnapshotTrailing,
-		ElectionTimeout: cfg.ElectionTimeout, Join: join,
+		SnapshotInterval: cfg.SnapshotInterval,
+		ElectionTimeout:  cfg.ElectionTimeout, Join: join,
 		// Lease reads need every node to keep the lease's promise (no vote
 		// for an election timeout after hearing from the leader), so they
 		// are on, with the same drift bound, on every node.

@@ -27,7 +27,9 @@ func statusOf(t *testing.T, n *kvNode) statusResponse {
 
 func TestFollowerCutOffPastCompactionCatchesUpBySnapshot(t *testing.T) {
 	c, leader := startTestClusterWith(t, func(cfg *nodeConfig) {
-		cfg.SnapshotEntries, cfg.SnapshotTrailing = 20, 5
+		// Snapshots every 20 entries, not once a second, so that 60 quick
+		// writes compact past the follower.
+		cfg.SnapshotEntries, cfg.SnapshotTrailing, cfg.SnapshotInterval = 20, 5, -1
 	})
 	f := follower(c, leader)
 	c.network.Isolate(f.id)

@@ -63,7 +63,7 @@ func newSimCluster(seed uint64, size int, rng *rand.Rand) (*simCluster, error) {
 			// Snapshots often, and little log kept behind them: a node cut
 			// off for a while catches up by InstallSnapshot, so the run
 			// restores this state machine from its own snapshots.
-			SnapshotEntries: 32, SnapshotTrailing: 2,
+			SnapshotEntries: 32, SnapshotTrailing: 2, SnapshotInterval: -1,
 		})
 		if err != nil {
 			c.Close()

@@ -153,7 +153,7 @@ func (c *soakCluster) start(i int) error {
 	n, err := raft.NewNode(raft.Config{
 		ID: id, Storage: c.stores[i], Snapshots: c.snaps[i], StateMachine: sm, Transport: c.net.Join(id),
 		// Snapshots, compaction and InstallSnapshot every few dozen writes.
-		SnapshotEntries: 40, SnapshotTrailing: 10,
+		SnapshotEntries: 40, SnapshotTrailing: 10, SnapshotInterval: -1,
 		Rand:   rand.NewPCG(c.seed, uint64(id)),
 		Logger: discardLogger(),
 	})

@@ -133,7 +133,7 @@ func (c *cluster) start(id raft.NodeID) {
 	nd.sm = &listSM{}
 	n, err := raft.NewNode(raft.Config{ID: id, Storage: nd.wal, Snapshots: nd.snaps, StateMachine: nd.sm,
 		Transport: c.net.Join(id), ElectionTimeout: electionTimeout, Logger: quiet(),
-		SnapshotEntries: 20, SnapshotTrailing: 5, SnapshotChunkSize: 1 << 10})
+		SnapshotEntries: 20, SnapshotTrailing: 5, SnapshotInterval: -1, SnapshotChunkSize: 1 << 10})
 	if err != nil {
 		c.t.Fatal(err)
 	}
