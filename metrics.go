@@ -137,18 +137,51 @@ var histogramBoundsNS = func() (ns [17]time.Duration) {
 
 // histogram is a Histogram being filled, safe for concurrent use.
 type histogram struct {
-	counts [18]atomic.Uint64 // len(histogramBounds) + 1
-	sum    atomic.Int64      // nanoseconds
+	counts [len(histogramBoundsNS) + 1]atomic.Uint64
+	sum    atomic.Int64 // nanoseconds
 }
 
 // observe records one duration.
 func (h *histogram) observe(d time.Duration) {
+	h.counts[bucketOf(d)].Add(1)
+	h.sum.Add(int64(d))
+}
+
+// bucketOf is the index of the bucket d falls in.
+func bucketOf(d time.Duration) int {
 	i := 0
 	for i < len(histogramBoundsNS) && d > histogramBoundsNS[i] {
 		i++
 	}
-	h.counts[i].Add(1)
-	h.sum.Add(int64(d))
+	return i
+}
+
+// histogramBatch gathers the observations of one loop (a batch of
+// proposals), so that the shared histogram pays its atomic adds once per
+// bucket used rather than twice per observation.
+type histogramBatch struct {
+	counts [len(histogramBoundsNS) + 1]uint64
+	sum    int64
+	n      int
+}
+
+func (b *histogramBatch) observe(d time.Duration) {
+	b.counts[bucketOf(d)]++
+	b.sum += int64(d)
+	b.n++
+}
+
+// addTo adds the batch to h.
+func (b *histogramBatch) addTo(h *histogram) {
+	if b.n == 0 {
+		return
+	}
+	for i, c := range b.counts {
+		if c > 0 {
+			h.counts[i].Add(c)
+		}
+	}
+	h.sum.Add(b.sum)
 }
 
 // snapshot returns the histogram's current state.

@@ -441,11 +441,13 @@ func (n *Node) handToApplier(snapshot *SnapshotMeta, ents []Entry) bool {
 	if k > 0 {
 		b.waiters = make([]*proposal, k)
 		copy(b.waiters, n.pending[:k])
+		var latency histogramBatch
 		for _, p := range b.waiters {
 			if p.m != nil {
-				n.m.commitLatency.observe(time.Duration(now - p.start))
+				latency.observe(time.Duration(now - p.start))
 			}
 		}
+		latency.addTo(&n.m.commitLatency)
 		clear(n.pending[:k])
 		n.pending = n.pending[k:]
 	}
