@@ -63,7 +63,9 @@ type Metrics struct {
 	ProposalsDropped   uint64
 	// CommitLatency is a proposal's time from Propose to its commit on
 	// this leader; ApplyLatency a committed batch's time from commit to
-	// applied; SaveLatency one Storage.Save (the fsync) — all in seconds.
+	// applied; SaveLatency one Storage.Save (the fsync; not recorded for a
+	// MemoryStorage, whose Save is a copy on the owner goroutine) — all in
+	// seconds.
 	CommitLatency Histogram
 	ApplyLatency  Histogram
 	SaveLatency   Histogram

@@ -106,6 +106,53 @@ func TestLatencyHistogramsRecordSeconds(t *testing.T) {
 	})
 }
 
+// slowSaveStorage is durable storage as the node sees it (not a
+// MemoryStorage, so saved by the appender goroutine) whose Save takes a
+// fixed time, as an fsync would.
+type slowSaveStorage struct {
+	*MemoryStorage
+	delay time.Duration
+}
+
+func (s slowSaveStorage) Save(hs HardState, ents []Entry) error {
+	time.Sleep(s.delay)
+	return s.MemoryStorage.Save(hs, ents)
+}
+
+// SaveLatency is the time of one Storage.Save, in seconds; a MemoryStorage's
+// saves, copies in memory, are not timed.
+func TestSaveLatencyRecordsEachSaveInSeconds(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 3, func(cfg *Config) {
+			cfg.Storage = slowSaveStorage{cfg.Storage.(*MemoryStorage), 3 * time.Millisecond}
+		})
+		_, ln := c.leaderNode()
+		before := ln.Metrics().SaveLatency.Count
+		for range 5 {
+			if _, err := ln.Propose(context.Background(), []byte("x")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		h := ln.Metrics().SaveLatency
+		if h.Count < before+5 {
+			t.Fatalf("%d saves timed for 5 sequential proposals (had %d)", h.Count, before)
+		}
+		if mean := h.Sum / float64(h.Count); mean < 0.003 || mean > 0.004 {
+			t.Fatalf("mean save latency %.6f s, want 0.003 s", mean)
+		}
+	})
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 3, nil)
+		_, ln := c.leaderNode()
+		if _, err := ln.Propose(context.Background(), []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		if n := ln.Metrics().SaveLatency.Count; n != 0 {
+			t.Fatalf("a MemoryStorage timed %d saves", n)
+		}
+	})
+}
+
 func TestFollowerReportsTimeSinceItHeardFromTheLeader(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c := newCluster(t, 3, func(cfg *Config) { cfg.DisablePreVote = true; cfg.DisableCheckQuorum = true })

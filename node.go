@@ -372,7 +372,9 @@ func (n *Node) saveInline(rd *ready) {
 		err = n.cfg.Storage.InstallSnapshot(rd.snapshot.Index, rd.snapshot.Term)
 	}
 	if err == nil && (len(rd.entries) > 0 || !rd.hardState.IsZero()) {
-		err = n.save(rd.hardState, rd.entries)
+		// Untimed: SaveLatency is the disk's latency, and a MemoryStorage
+		// copy is not worth the two clock reads per round it would cost.
+		err = n.cfg.Storage.Save(rd.hardState, rd.entries)
 	}
 	if err == nil && rd.compact > 0 {
 		err = n.compactStorage(rd.compact)
