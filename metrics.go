@@ -61,8 +61,10 @@ type Metrics struct {
 	ProposalsCommitted uint64
 	ProposalsFailed    uint64
 	ProposalsDropped   uint64
-	// CommitLatency is a proposal's time from Propose to its commit on
-	// this leader; ApplyLatency a committed batch's time from commit to
+	// CommitLatency is a proposal's time from the leader taking it (its
+	// owner goroutine's round; the wait in Propose's queue before that is
+	// not counted, as in hashicorp/raft's commitTime) to its commit;
+	// ApplyLatency a committed batch's time from commit to
 	// applied; SaveLatency one Storage.Save (the fsync; not recorded for a
 	// MemoryStorage, whose Save is a copy on the owner goroutine) — all in
 	// seconds.

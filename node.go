@@ -67,6 +67,7 @@ func (n *Node) handleOne(recv <-chan Message, wait bool) bool {
 		n.stampNow()
 		n.receive(m)
 	case p := <-n.propc:
+		n.stampNow() // the round's clock, read now so the proposal's start is current
 		n.propose(p)
 	case w := <-n.readc:
 		n.stampNow()
@@ -255,7 +256,7 @@ func (n *Node) propose(first *proposal) {
 	}
 	firstIndex := n.core.appendEntries(ents)
 	for i, p := range batch {
-		p.index, p.term, p.accepted = firstIndex+uint64(i), n.core.term, true
+		p.index, p.term, p.accepted, p.start = firstIndex+uint64(i), n.core.term, true, n.core.now
 		n.pending = append(n.pending, p)
 		batch[i] = nil
 	}
@@ -439,7 +440,7 @@ func (n *Node) handToApplier(snapshot *SnapshotMeta, ents []Entry) bool {
 			k++
 		}
 	}
-	now := n.monotonic()
+	now := n.core.now // this round's clock: a read per hand-off is a read per proposal at low load
 	if k > 0 {
 		b.waiters = make([]*proposal, k)
 		copy(b.waiters, n.pending[:k])

@@ -58,7 +58,7 @@ func newDescs(ns string, constLabels prometheus.Labels) descs {
 		messagesDropped:   desc("messages_dropped_total", "Messages dropped because a peer's send lane was full, by type.", "type"),
 		messagesRefused:   desc("messages_refused_total", "Received messages refused as malformed or impossible, by type.", "type"),
 
-		commitLatency:    desc("commit_duration_seconds", "A proposal's time from Propose to commit, on the leader."),
+		commitLatency:    desc("commit_duration_seconds", "A proposal's time from the leader taking it to its commit."),
 		applyLatency:     desc("apply_duration_seconds", "A committed batch's time from commit to applied."),
 		saveLatency:      desc("storage_save_duration_seconds", "One Storage.Save: appending entries and syncing them to disk."),
 		snapshotDuration: desc("snapshot_duration_seconds", "Taking a snapshot: writing the state machine's view out until durable."),
