@@ -238,14 +238,16 @@ func TestHistogramBatchAddsLikeSingleObservations(t *testing.T) {
 }
 
 // BenchmarkMetricsPerProposal is the metrics work one proposal costs on
-// the hot path, as the node does it: a clock read in Propose, its commit
-// latency observed in a batch of 64, and its commit counted.
+// the hot path, as the node does it: its start taken from the owner's
+// round clock (no read of its own), its commit latency observed in a batch
+// of 64 against one round clock read, and its commit counted.
 func BenchmarkMetricsPerProposal(b *testing.B) {
-	n := &Node{started: time.Now()}
+	n := &Node{started: time.Now(), cfg: Config{Clock: realClock{}}}
 	starts := make([]int64, 64)
 	for b.Loop() {
+		round := n.monotonic()
 		for i := range starts {
-			starts[i] = n.monotonic()
+			starts[i] = round
 		}
 		now := n.monotonic()
 		var latency histogramBatch
