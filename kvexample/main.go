@@ -41,8 +41,9 @@
 //	./kvd --id 1 --raft-addr 127.0.0.1:7001 --raft-listen-fd 3 \
 //	      --http-addr 127.0.0.1:8001 --http-listen-fd 4 ...
 //
-// In both modes --snapshot-entries and --snapshot-trailing set when the
-// state is snapshotted and how much log is kept behind a snapshot, and
+// In both modes --snapshot-entries, --snapshot-interval and
+// --snapshot-trailing set when the state is snapshotted and how much log
+// is kept behind a snapshot, and
 // --max-clock-drift the bound lease reads assume. On SIGTERM or SIGINT a
 // multi-process leader hands leadership over before it stops, unless
 // --graceful-transfer=false.
@@ -165,7 +166,7 @@ const gracefulTransferTimeout = 2 * time.Second
 
 // tune applies the flags both modes share to a node's configuration.
 func (o options) tune(cfg *nodeConfig) {
-	cfg.SnapshotEntries, cfg.SnapshotTrailing = o.snapshotPolicy()
+	cfg.SnapshotEntries, cfg.SnapshotTrailing, cfg.SnapshotInterval = o.snapshotPolicy()
 	cfg.MaxClockDrift = o.maxClockDrift
 }
 

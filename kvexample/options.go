@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/raftline/raft"
 )
@@ -42,6 +43,7 @@ type options struct {
 
 	// Flags of both modes.
 	snapshotEntries, snapshotTrailing int
+	snapshotInterval                  time.Duration
 	maxClockDrift                     float64
 	gracefulTransfer                  bool
 }
@@ -78,6 +80,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.Var(&o.raftListenFD, "raft-listen-fd", "multi-process mode, optional: serve raft on the listening socket inherited as file descriptor `N` (3 or more) instead of binding --raft-addr, which peers still dial")
 	fs.Var(&o.httpListenFD, "http-listen-fd", "multi-process mode, optional: serve HTTP on the listening socket inherited as file descriptor `N` (3 or more) instead of binding --http-addr, which is still the address published to clients")
 	fs.IntVar(&o.snapshotEntries, "snapshot-entries", raft.DefaultSnapshotEntries, "snapshot the state every `N` applied entries (0: never)")
+	fs.DurationVar(&o.snapshotInterval, "snapshot-interval", raft.DefaultSnapshotInterval, "least time between two automatic snapshots, unless entries pile up (`D`, 0: none, so a snapshot every --snapshot-entries exactly)")
 	fs.IntVar(&o.snapshotTrailing, "snapshot-trailing", raft.DefaultSnapshotTrailing, "entries kept in the log behind a snapshot, so a follower a little behind catches up without a whole snapshot (`N`, 0: none)")
 	fs.Float64Var(&o.maxClockDrift, "max-clock-drift", defaultMaxClockDrift, "the largest `rate` at which one node's clock may run ahead of another's (0.05 is 5%); lease reads are only as safe as this bound")
 	fs.BoolVar(&o.gracefulTransfer, "graceful-transfer", true, "multi-process mode: on SIGTERM or SIGINT, a leader hands leadership to another voter before it stops")
@@ -124,6 +127,8 @@ func checkCommonFlags(o options) error {
 		return fmt.Errorf("--snapshot-entries %d: want 0 (no snapshots) or more", o.snapshotEntries)
 	case o.snapshotTrailing < 0:
 		return fmt.Errorf("--snapshot-trailing %d: want 0 or more", o.snapshotTrailing)
+	case o.snapshotInterval < 0:
+		return fmt.Errorf("--snapshot-interval %v: want 0 (none) or more", o.snapshotInterval)
 	case !(o.maxClockDrift > 0 && o.maxClockDrift < 0.5): // NaN too
 		return fmt.Errorf("--max-clock-drift %v: want a rate above 0 and below 0.5, such as 0.05", o.maxClockDrift)
 	}
@@ -132,15 +137,18 @@ func checkCommonFlags(o options) error {
 
 // snapshotPolicy returns the snapshot flags in raft.Config's terms, where 0
 // means the library's default and a negative number "none".
-func (o options) snapshotPolicy() (entries, trailing int) {
-	entries, trailing = o.snapshotEntries, o.snapshotTrailing
+func (o options) snapshotPolicy() (entries, trailing int, interval time.Duration) {
+	entries, trailing, interval = o.snapshotEntries, o.snapshotTrailing, o.snapshotInterval
 	if entries == 0 {
 		entries = -1
 	}
 	if trailing == 0 {
 		trailing = -1
 	}
-	return entries, trailing
+	if interval == 0 {
+		interval = -1
+	}
+	return entries, trailing, interval
 }
 
 // fdFlag is the value of --raft-listen-fd or --http-listen-fd: a file

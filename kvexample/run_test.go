@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftline/raft"
 	"github.com/raftline/raft/internal/testutil"
 )
 
@@ -215,6 +216,7 @@ func TestInvalidFlagsAreRejectedWithExitCode2(t *testing.T) {
 		"join a wildcard":        append(with("--peers", ""), "--join", "0.0.0.0:8001"),
 		"negative snapshots":     {"--snapshot-entries", "-1"},
 		"negative trailing":      append(with("", ""), "--snapshot-trailing", "-5"),
+		"negative interval":      {"--snapshot-interval", "-1s"},
 		"zero clock drift":       {"--max-clock-drift", "0"},
 		"clock drift of 50%":     append(with("", ""), "--max-clock-drift", "0.5"),
 		"clock drift NaN":        {"--max-clock-drift", "NaN"},
@@ -240,6 +242,29 @@ func TestInvalidFlagsAreRejectedWithExitCode2(t *testing.T) {
 	for name, args := range cases {
 		if code := run(context.Background(), args, io.Discard, io.Discard); code != 2 {
 			t.Errorf("%s (%v): exit %d, want 2", name, args, code)
+		}
+	}
+}
+
+// The snapshot flags reach raft.Config in its terms: 0 means "none" on the
+// command line and a negative value in the Config, whose 0 is the default.
+func TestSnapshotFlagsInConfigTerms(t *testing.T) {
+	for _, tc := range []struct {
+		args              []string
+		entries, trailing int
+		interval          time.Duration
+	}{
+		{nil, raft.DefaultSnapshotEntries, raft.DefaultSnapshotTrailing, raft.DefaultSnapshotInterval},
+		{[]string{"--snapshot-entries", "20", "--snapshot-trailing", "10", "--snapshot-interval", "0"}, 20, 10, -1},
+		{[]string{"--snapshot-entries", "0", "--snapshot-trailing", "0", "--snapshot-interval", "5s"}, -1, -1, 5 * time.Second},
+	} {
+		o, err := parseOptions(tc.args, io.Discard)
+		if err != nil {
+			t.Fatalf("%v: %v", tc.args, err)
+		}
+		entries, trailing, interval := o.snapshotPolicy()
+		if entries != tc.entries || trailing != tc.trailing || interval != tc.interval {
+			t.Errorf("%v: entries %d, trailing %d, interval %v; want %d, %d, %v", tc.args, entries, trailing, interval, tc.entries, tc.trailing, tc.interval)
 		}
 	}
 }
