@@ -142,7 +142,7 @@ func (a *applier) published(index uint64) {
 // writer is free: the capture is quick, the writing happens on the writer.
 func (a *applier) maybeSnapshot() {
 	n := a.n
-	if a.broken || n.snapshotBusy.Load() || (!a.policy.due(int64(n.m.snapshotBytes.Load()), n.cfg.Clock.Now) && len(a.waiting) == 0) {
+	if a.broken || n.snapshotBusy.Load() || (!a.policy.due(int64(n.m.snapshotBytes.Load()), n.cfg.Clock) && len(a.waiting) == 0) {
 		return
 	}
 	if a.meta.Index <= a.snapshotted {

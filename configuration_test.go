@@ -105,7 +105,13 @@ func TestSnapshotPolicyDue(t *testing.T) {
 				ents[i].Data = make([]byte, tt.bytes)
 			}
 			p.applied(ents)
-			require.Equal(t, tt.want, p.due(tt.lastSize, func() time.Time { return t0.Add(tt.since) }))
+			require.Equal(t, tt.want, p.due(tt.lastSize, fixedClock{t0.Add(tt.since)}))
 		})
 	}
 }
+
+// fixedClock is a Clock that always says the same time.
+type fixedClock struct{ now time.Time }
+
+func (c fixedClock) Now() time.Time                   { return c.now }
+func (c fixedClock) NewTicker(d time.Duration) Ticker { return realTicker{time.NewTicker(d)} }

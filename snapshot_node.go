@@ -429,9 +429,9 @@ func (p *snapshotPolicy) applied(ents []Entry) {
 }
 
 // due reports whether an automatic snapshot should be taken, lastSize
-// being the size of the newest snapshot (0 for none or unknown) and now
-// the clock, read only when the interval decides.
-func (p *snapshotPolicy) due(lastSize int64, now func() time.Time) bool {
+// being the size of the newest snapshot (0 for none or unknown); the clock
+// is read only when the interval decides.
+func (p *snapshotPolicy) due(lastSize int64, clock Clock) bool {
 	threshold := p.reached(1)
 	if threshold && p.ratio > 0 {
 		threshold = p.appliedBytes >= lastSize/int64(p.ratio)
@@ -439,7 +439,7 @@ func (p *snapshotPolicy) due(lastSize int64, now func() time.Time) bool {
 	if !threshold || p.interval <= 0 || p.reached(SnapshotIntervalOverrun) {
 		return threshold
 	}
-	return now().Sub(p.last) >= p.interval
+	return clock.Now().Sub(p.last) >= p.interval
 }
 
 // reached reports whether the entries or bytes applied since the last
