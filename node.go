@@ -213,6 +213,31 @@ func (n *Node) takePersisted() {
 func (n *Node) takeApplied() {
 	n.core.appliedTo(n.applied.Load())
 	n.releaseReads()
+	n.releaseCache()
+}
+
+// cacheReleaseStep is how far the cache floor moves before the storage
+// hears of it: one WAL cache chunk, so the call is rare.
+const cacheReleaseStep = 1024
+
+// releaseCache tells a CacheReleaser storage which entries no one is
+// about to read: those applied here and, on a leader, held by every peer
+// (a peer that is down holds the floor back, and the cache's own limit
+// bounds it then).
+func (n *Node) releaseCache() {
+	if n.cacheReleaser == nil {
+		return
+	}
+	floor := n.core.log.applied + 1
+	if n.core.role == Leader {
+		for _, p := range n.core.peers {
+			floor = min(floor, p.match+1)
+		}
+	}
+	if floor >= n.cacheReleased+cacheReleaseStep {
+		n.cacheReleaser.ReleaseCached(floor)
+		n.cacheReleased = floor
+	}
 }
 
 // receive checks a message's envelope before the core sees it.

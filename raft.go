@@ -110,6 +110,10 @@ type Node struct {
 	applyCh       chan applyBatch  // owner → applier, 128
 	persistNotify chan struct{}
 	appliedNotify chan struct{}
+	// cacheReleaser is Storage when it keeps a cache of entries, and
+	// cacheReleased the floor it was last given (owner goroutine).
+	cacheReleaser CacheReleaser
+	cacheReleased uint64
 
 	// Snapshot actors (snapshot_node.go): views to write, chunks to send
 	// and to write, their reports, and Snapshot calls for the applier.
@@ -260,6 +264,7 @@ func NewNode(cfg Config) (*Node, error) {
 		cancel:      cancel,
 	}
 	n.direct, _ = cfg.Transport.(directSender)
+	n.cacheReleaser, _ = cfg.Storage.(CacheReleaser)
 	_, n.inlineSave = cfg.Storage.(*MemoryStorage)
 	n.applied.Store(rc.log.applied)
 	n.durableSnapshot.Store(restored.Index)

@@ -62,6 +62,17 @@ type Storage interface {
 	InstallSnapshot(index, term uint64) error
 }
 
+// CacheReleaser is implemented by Storage that keeps recent entries in
+// memory for reading back (wal.WAL). The node calls ReleaseCached from its
+// owner goroutine with the index before which entries are no longer
+// likely to be read soon: applied here and, on a leader, held by every
+// peer. The storage may then drop them from memory (reading them later
+// from disk), so that its cache holds what replication and applying still
+// need rather than filling to its limit between compactions.
+type CacheReleaser interface {
+	ReleaseCached(index uint64)
+}
+
 // MemoryStorage is a Storage kept in memory: for tests, simulations and
 // nodes whose durability comes from elsewhere. It is safe for concurrent use.
 type MemoryStorage struct {

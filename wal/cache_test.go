@@ -1,8 +1,11 @@
 package wal
 
 import (
+	"math"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/raftline/raft"
 )
@@ -78,5 +81,32 @@ func TestEntryCacheMatchesAModelAndNeverChangesWhatItHandedOut(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// ReleaseCached drops entries from memory only: they are still read,
+// from disk, and later saves keep the cache going.
+func TestReleaseCachedForgetsOnlyTheCacheNotTheLog(t *testing.T) {
+	w := openT(t, t.TempDir(), Options{})
+	defer w.Close()
+	mustSave(t, w, raft.HardState{Term: 1}, ents(1, 3000, 1))
+	w.ReleaseCached(2001)
+	if got := w.cache.first; got != 2001 {
+		t.Fatalf("cache starts at %d after ReleaseCached(2001), want 2001", got)
+	}
+	got, err := w.Entries(1, 3001, math.MaxUint64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(ents(1, 3000, 1), got); diff != "" {
+		t.Fatalf("entries after releasing the cache (-want +got):\n%s", diff)
+	}
+	w.ReleaseCached(5000) // past the end: the cache empties
+	if n := w.cache.count(); n != 0 {
+		t.Fatalf("%d entries cached after releasing past the end", n)
+	}
+	mustSave(t, w, raft.HardState{}, ents(3001, 3010, 1))
+	if c, ok := w.cache.slice(3001, 3011); !ok || len(c) != 10 {
+		t.Fatalf("new entries are not cached after a release (%d, %v)", len(c), ok)
 	}
 }

@@ -180,3 +180,13 @@ func (w *WAL) deleteSegments(removed []*segment) error {
 	w.marker = start
 	return nil
 }
+
+// ReleaseCached lets the entry cache forget the entries before index: the
+// node will not read them back soon (raft.CacheReleaser), and a later read
+// of one goes to disk. Only the cache changes, under mu; writers never read
+// the cache without it.
+func (w *WAL) ReleaseCached(index uint64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.cache.dropBefore(min(index, w.cache.end()))
+}

@@ -251,4 +251,7 @@ func (w *WAL) closeFiles() error {
 	return errors.Join(errs...)
 }
 
-var _ raft.Storage = (*WAL)(nil)
+var (
+	_ raft.Storage       = (*WAL)(nil)
+	_ raft.CacheReleaser = (*WAL)(nil)
+)
