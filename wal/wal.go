@@ -65,8 +65,7 @@ const (
 	preallocStep = 4 << 20
 	// DefaultCacheBytes is small on purpose: the node reads back only
 	// entries between durable and applied (and those of a follower that
-	// fell behind), while every cached entry is heap the GC marks and the
-	// sliding cache's array is copied as it grows.
+	// fell behind), while every cached entry is heap the GC marks.
 	DefaultCacheBytes = 4 << 20
 	// minSegmentSize keeps a segment able to hold its header and a record.
 	minSegmentSize = 1 << 10
@@ -82,7 +81,9 @@ type Options struct {
 	SegmentSize int64
 	// CacheBytes bounds the memory kept for recent entries (counted as
 	// their data plus a fixed overhead); older entries are read back from
-	// disk. Default 4 MiB. A negative value disables the cache.
+	// disk. Default 4 MiB. A negative value disables the cache. A raft node
+	// also releases the entries it no longer needs (ReleaseCached), so the
+	// cache usually holds much less.
 	CacheBytes int64
 	// Logger receives recovery warnings. Default slog.Default().
 	Logger *slog.Logger
