@@ -180,7 +180,7 @@ func (n *Node) reportPersisted(ents []Entry, err error) {
 		return
 	}
 	select {
-	case n.persistNotify <- struct{}{}:
+	case n.progress <- struct{}{}:
 	default:
 	}
 }

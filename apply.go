@@ -133,7 +133,7 @@ func (a *applier) restore(meta SnapshotMeta) {
 func (a *applier) published(index uint64) {
 	a.n.applied.Store(index)
 	select {
-	case a.n.appliedNotify <- struct{}{}:
+	case a.n.progress <- struct{}{}:
 	default:
 	}
 }

@@ -107,7 +107,7 @@ func (n *Node) changeConfig(ctx context.Context, cc ConfChange) (uint64, error) 
 	}
 	p := &proposal{done: make(chan struct{})}
 	select {
-	case n.confc <- &confRequest{cc: cc, p: p}:
+	case n.ctrlc <- func() { n.proposeConfChange(&confRequest{cc: cc, p: p}) }:
 	case <-ctx.Done():
 		return 0, ctx.Err()
 	case <-n.ctx.Done():
@@ -192,9 +192,8 @@ func (n *Node) catchUp(ctx context.Context, id NodeID) error {
 // query runs f on the owner goroutine, with the core at rest.
 func (n *Node) query(ctx context.Context, f func(c *core)) error {
 	done := make(chan struct{})
-	q := func(c *core) { f(c); close(done) }
 	select {
-	case n.queryc <- q:
+	case n.ctrlc <- func() { f(n.core); close(done) }:
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-n.ctx.Done():

@@ -78,20 +78,10 @@ func (n *Node) handleOne(recv <-chan Message, wait bool) bool {
 	case <-n.heartbeats:
 		n.stampNow()
 		n.core.tickHeartbeat()
-	case <-n.persistNotify:
-		n.takePersisted()
-	case <-n.appliedNotify:
-		n.takeApplied()
-	case r := <-n.snapReports:
-		n.takeSnapReport(r)
-	case r := <-n.confc:
-		n.proposeConfChange(r)
-	case q := <-n.queryc:
-		q(n.core)
-	case r := <-n.transferc:
-		n.startTransfer(r)
-	case reply := <-n.statusc:
-		reply <- n.status()
+	case <-n.progress:
+		n.takeProgress()
+	case f := <-n.ctrlc:
+		f()
 	}
 	return true
 }
@@ -103,14 +93,8 @@ func (n *Node) handleOne(recv <-chan Message, wait bool) bool {
 // the owner polls up to maxEventsPerRound times per round.
 func (n *Node) pollOne(recv <-chan Message) bool {
 	select {
-	case <-n.persistNotify:
-		n.takePersisted()
-		return true
-	default:
-	}
-	select {
-	case <-n.appliedNotify:
-		n.takeApplied()
+	case <-n.progress:
+		n.takeProgress()
 		return true
 	default:
 	}
@@ -145,32 +129,8 @@ func (n *Node) pollOne(recv <-chan Message) bool {
 	default:
 	}
 	select {
-	case r := <-n.snapReports:
-		n.takeSnapReport(r)
-		return true
-	default:
-	}
-	select {
-	case r := <-n.confc:
-		n.proposeConfChange(r)
-		return true
-	default:
-	}
-	select {
-	case q := <-n.queryc:
-		q(n.core)
-		return true
-	default:
-	}
-	select {
-	case r := <-n.transferc:
-		n.startTransfer(r)
-		return true
-	default:
-	}
-	select {
-	case reply := <-n.statusc:
-		reply <- n.status()
+	case f := <-n.ctrlc:
+		f()
 		return true
 	default:
 	}
@@ -196,6 +156,13 @@ func (n *Node) stampNow() time.Time {
 	n.core.now = int64(t.Sub(n.started))
 	n.stampedAt = t
 	return t
+}
+
+// takeProgress reads how far the appender and the applier got: one
+// wake-up serves both, and reading one that has not moved changes nothing.
+func (n *Node) takeProgress() {
+	n.takePersisted()
+	n.takeApplied()
 }
 
 // takePersisted tells the core how far the log is durable.

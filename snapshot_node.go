@@ -22,7 +22,7 @@ import (
 //     then installs it (storage through the appender, the state machine
 //     through the applier, so both stay in order with the log).
 //
-// Each reports back on snapReports, which the owner drains like any event.
+// Each reports back on ctrlc, which the owner drains like any event.
 
 // snapReport is a snapshot actor's news for the owner.
 type snapReport struct {
@@ -90,7 +90,7 @@ func (n *Node) Snapshot(ctx context.Context) (uint64, error) {
 // report hands r to the owner, unless the node is closing.
 func (n *Node) report(r snapReport) {
 	select {
-	case n.snapReports <- r:
+	case n.ctrlc <- func() { n.takeSnapReport(r) }:
 	case <-n.ctx.Done():
 	}
 }

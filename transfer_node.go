@@ -33,7 +33,7 @@ func (r *transferRequest) finish(target NodeID, err error) {
 func (n *Node) TransferLeadership(ctx context.Context, to NodeID) (NodeID, error) {
 	req := &transferRequest{to: to, done: make(chan struct{})}
 	select {
-	case n.transferc <- req:
+	case n.ctrlc <- func() { n.startTransfer(req) }:
 	case <-ctx.Done():
 		return None, ctx.Err()
 	case <-n.ctx.Done():
@@ -44,7 +44,9 @@ func (n *Node) TransferLeadership(ctx context.Context, to NodeID) (NodeID, error
 		return req.target, req.err
 	case <-ctx.Done():
 		select { // best effort: the transfer also ends by itself
-		case n.transferc <- &transferRequest{to: req.target, abort: true, done: make(chan struct{})}:
+		case n.ctrlc <- func() {
+			n.startTransfer(&transferRequest{to: req.target, abort: true, done: make(chan struct{})})
+		}:
 		case <-n.ctx.Done():
 		}
 		return None, fmt.Errorf("%w: %w", ErrTransferAborted, ctx.Err())
