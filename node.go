@@ -447,6 +447,11 @@ func (n *Node) handToApplier(snapshot *SnapshotMeta, ents []Entry) bool {
 		n.pending = n.pending[k:]
 	}
 	b.handed = now
+	select { // room in applyCh is the common case: no select on ctx too
+	case n.applyCh <- b:
+		return true
+	default:
+	}
 	select {
 	case n.applyCh <- b:
 		return true

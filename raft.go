@@ -399,12 +399,19 @@ func (n *Node) Propose(ctx context.Context, cmd []byte) (Result, error) {
 		return Result{}, ErrProposalTooLarge
 	}
 	p := &proposal{cmd: cmd, done: make(chan struct{}), m: &n.m}
+	// Room in propc is the common case, and a one-case select with a
+	// default locks nothing else; a proposal queued on a closed node is
+	// never taken, and the wait below reports ErrClosed for it.
 	select {
 	case n.propc <- p:
-	case <-ctx.Done():
-		return Result{}, ctx.Err()
-	case <-n.ctx.Done():
-		return Result{}, ErrClosed
+	default:
+		select {
+		case n.propc <- p:
+		case <-ctx.Done():
+			return Result{}, ctx.Err()
+		case <-n.ctx.Done():
+			return Result{}, ErrClosed
+		}
 	}
 	select {
 	case <-p.done:
