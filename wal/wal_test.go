@@ -176,6 +176,38 @@ func TestBatchLargerThanSegmentGoesWholeIntoOne(t *testing.T) {
 	}
 }
 
+func TestBatchOfManyWriteChunksReadsBackWholeAndKeepsNoLargeBuffer(t *testing.T) {
+	dir := t.TempDir()
+	w := openT(t, dir, Options{CacheBytes: -1}) // every read from disk
+	m := newModel()
+	var batch []raft.Entry
+	for i := uint64(1); i <= 3*writeChunk/4096+7; i++ { // over three chunks
+		data := bytes.Repeat([]byte{byte(i)}, 4096)
+		batch = append(batch, raft.Entry{Index: i, Term: 1, Data: data})
+	}
+	steps := []op{
+		{hs: raft.HardState{Term: 1, Vote: 1, Commit: 1}, ents: batch},
+		{ents: ents(uint64(len(batch))+1, uint64(len(batch))+3, 1)},
+	}
+	for _, o := range steps {
+		if err := apply(w, m, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d := m.diff(w); d != "" {
+		t.Fatalf("before reopen: %s", d)
+	}
+	if c := cap(w.buf); c > maxKeptBuffer {
+		t.Fatalf("kept a %d-byte encoding buffer after the large Save; at most %d", c, maxKeptBuffer)
+	}
+	w.Close()
+	w = openT(t, dir, Options{})
+	defer w.Close()
+	if d := m.diff(w); d != "" {
+		t.Fatalf("after reopen: %s", d)
+	}
+}
+
 func TestCompactDeletesWholeSegmentsAndKeepsCompactionTerm(t *testing.T) {
 	dir := t.TempDir()
 	opts := Options{SegmentSize: 1024}
