@@ -184,8 +184,10 @@ func (n *Node) takeApplied() {
 }
 
 // cacheReleaseStep is how far the cache floor moves before the storage
-// hears of it: one WAL cache chunk, so the call is rare.
-const cacheReleaseStep = 1024
+// hears of it: a lock and a few evictions per call, so rare enough at 64
+// entries, and soon enough that large entries do not pile up (1024 of
+// 4 KiB held 4 MiB per node past what anyone needed).
+const cacheReleaseStep = 64
 
 // releaseCache tells a CacheReleaser storage which entries no one is
 // about to read: those applied here and, on a leader, held by every peer

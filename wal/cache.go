@@ -27,8 +27,21 @@ type cacheChunk struct {
 	ents  []raft.Entry
 }
 
-// cacheChunkLen is how many entries one chunk holds.
-const cacheChunkLen = 1024
+// cacheChunkLen is how many entries one chunk holds at most, and
+// cacheChunkBytes about how many bytes of entries: an evicted entry's
+// memory is freed only with its whole chunk, so with large entries a
+// chunk of 1024 pinned megabytes past the cache's limit (4 MiB per
+// chunk of 4 KiB commands).
+const (
+	cacheChunkLen   = 1024
+	cacheChunkBytes = 256 << 10
+)
+
+// newChunkCap is the capacity of a chunk that starts with e: as many
+// entries of e's size as fit in cacheChunkBytes, within [16, cacheChunkLen].
+func newChunkCap(e *raft.Entry) int {
+	return int(min(max(cacheChunkBytes/entrySize(e), 16), cacheChunkLen))
+}
 
 func (ch *cacheChunk) end() uint64 { return ch.first + uint64(len(ch.ents)) }
 
@@ -80,7 +93,7 @@ func (c *entryCache) add(e raft.Entry) {
 		c.first = e.Index
 	}
 	if n := len(c.chunks); n == 0 || len(c.chunks[n-1].ents) == cap(c.chunks[n-1].ents) {
-		c.chunks = append(c.chunks, cacheChunk{first: e.Index, ents: make([]raft.Entry, 0, cacheChunkLen)})
+		c.chunks = append(c.chunks, cacheChunk{first: e.Index, ents: make([]raft.Entry, 0, newChunkCap(&e))})
 	}
 	last := &c.chunks[len(c.chunks)-1]
 	last.ents = append(last.ents, e)

@@ -110,3 +110,28 @@ func TestReleaseCachedForgetsOnlyTheCacheNotTheLog(t *testing.T) {
 		t.Fatalf("new entries are not cached after a release (%d, %v)", len(c), ok)
 	}
 }
+
+// An evicted entry's memory goes with its whole chunk, so with large
+// entries chunks must be small: what the cache still references, evicted
+// slots included, stays within its limit plus one chunk of about
+// cacheChunkBytes.
+func TestEntryCacheOfLargeEntriesPinsAtMostOneChunkPastItsLimit(t *testing.T) {
+	for _, size := range []int{8, 512, 4096, 64 << 10} {
+		limit := int64(1 << 20)
+		c := entryCache{limit: limit}
+		for i := uint64(1); i <= 2000; i++ {
+			c.add(raft.Entry{Index: i, Term: 1, Data: make([]byte, size)})
+			referenced := int64(0)
+			for _, ch := range c.chunks {
+				for k := range ch.ents {
+					referenced += int64(entrySize(&ch.ents[k]))
+				}
+			}
+			one := int64(entrySize(&raft.Entry{Data: make([]byte, size)}))
+			bound := limit + max(cacheChunkBytes, 16*one) + one // a chunk holds at least 16
+			if referenced > bound {
+				t.Fatalf("%d-byte entries: after %d adds the cache references %d bytes, over %d (limit %d)", size, i, referenced, bound, limit)
+			}
+		}
+	}
+}
