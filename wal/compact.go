@@ -3,7 +3,6 @@ package wal
 import (
 	"errors"
 	"fmt"
-	"path/filepath"
 
 	"github.com/raftline/raft"
 )
@@ -39,7 +38,8 @@ func (w *WAL) compact(index uint64) error {
 	w.cache.dropBefore(index + 1)
 	removed := w.detachRemovable(index)
 	w.mu.Unlock()
-	return w.deleteSegments(removed)
+	w.deleteSegments(removed)
+	return nil
 }
 
 // InstallSnapshot makes the log start after a snapshot's last entry
@@ -95,7 +95,8 @@ func (w *WAL) reset(index, term uint64) error {
 	w.resetTo(w.active, index, term)
 	removed := w.detachRemovable(index)
 	w.mu.Unlock()
-	return w.deleteSegments(removed)
+	w.deleteSegments(removed)
+	return nil
 }
 
 // resetTo drops every entry: the log restarts after (index, term), as
@@ -143,42 +144,6 @@ func (w *WAL) removable(index uint64) int {
 		}
 	}
 	return 0
-}
-
-// deleteSegments deletes removed, the segments before the new oldest live
-// one. A start marker naming that segment is made durable first, so a
-// crash part-way leaves segments recovery knows to skip and remove; the
-// previous marker goes last.
-func (w *WAL) deleteSegments(removed []*segment) error {
-	if len(removed) == 0 {
-		return nil
-	}
-	start := w.segs[0].seq
-	name := filepath.Join(w.dir, markerName(start))
-	f, err := w.fs.Create(name)
-	if err == nil {
-		err = f.Close()
-	}
-	if err == nil {
-		err = w.fs.SyncDir(w.dir)
-	}
-	if err != nil {
-		return w.fail(fmt.Errorf("wal: creating start marker %s: %w", name, err))
-	}
-	for _, s := range removed {
-		s.f.Close()
-		if err := w.fs.Remove(s.name); err != nil {
-			return w.fail(fmt.Errorf("wal: removing %s: %w", s.name, err))
-		}
-	}
-	if w.marker != 0 {
-		old := filepath.Join(w.dir, markerName(w.marker))
-		if err := w.fs.Remove(old); err != nil {
-			return w.fail(fmt.Errorf("wal: removing %s: %w", old, err))
-		}
-	}
-	w.marker = start
-	return nil
 }
 
 // ReleaseCached lets the entry cache forget the entries before index: the

@@ -37,6 +37,10 @@ type memFS struct {
 	// before the crash; negative is unlimited. ops counts those run.
 	opsLeft int
 	ops     int
+	// removeGate, when set, holds every Remove until it is closed;
+	// failRemove makes Remove fail.
+	removeGate chan struct{}
+	failRemove bool
 }
 
 type memFile struct {
@@ -45,8 +49,9 @@ type memFile struct {
 }
 
 var (
-	errCrashed   = errors.New("memfs: crashed")
-	errSyncFault = errors.New("memfs: injected sync failure")
+	errCrashed     = errors.New("memfs: crashed")
+	errSyncFault   = errors.New("memfs: injected sync failure")
+	errRemoveFault = errors.New("memfs: injected remove failure")
 )
 
 func newMemFS() *memFS {
@@ -190,9 +195,18 @@ func (m *memFS) Rename(from, to string) error {
 
 func (m *memFS) Remove(name string) error {
 	m.mu.Lock()
+	gate := m.removeGate
+	m.mu.Unlock()
+	if gate != nil {
+		<-gate
+	}
+	m.mu.Lock()
 	defer m.mu.Unlock()
 	if err := m.check(); err != nil {
 		return err
+	}
+	if m.failRemove {
+		return errRemoveFault
 	}
 	delete(m.files, name)
 	return nil

@@ -219,15 +219,21 @@ func apply(w *WAL, m *model, o op) error {
 	return nil
 }
 
-// run runs o on w.
+// run runs o on w. A compaction's segments are deleted before it returns,
+// as they would be soon after in a running WAL, so the file system's
+// operations come in one order on every run.
 func run(w *WAL, o op) error {
+	var err error
 	switch {
 	case o.install != 0:
-		return w.InstallSnapshot(o.install, o.installTerm)
+		err = w.InstallSnapshot(o.install, o.installTerm)
 	case o.compact != 0:
-		return w.Compact(o.compact)
+		err = w.Compact(o.compact)
+	default:
+		return w.Save(o.hs, o.ents)
 	}
-	return w.Save(o.hs, o.ents)
+	w.rm.flush()
+	return err
 }
 
 // apply updates the model as o does.

@@ -104,6 +104,11 @@ func (w *WAL) writable() error {
 	if w.closed {
 		return ErrClosed
 	}
+	if w.failed == nil {
+		if err := w.rm.failure(); err != nil {
+			w.failed = err
+		}
+	}
 	if w.failed != nil {
 		return fmt.Errorf("%w: %w", ErrFailed, w.failed)
 	}

@@ -1,9 +1,9 @@
 // Package wal is a durable raft.Storage: a write-ahead log of segmented,
 // append-only files.
 //
-// Every Save is one write and one fsync, however many entries it carries
-// (the node already merges concurrent proposals into one Save: group
-// commit). Records are framed with a length, a type and CRC32C
+// Every Save is one fsync, however many entries it carries (the node
+// already merges concurrent proposals into one Save: group commit), and
+// one write per 256 KiB of them. Records are framed with a length, a type and CRC32C
 // checksums. A follower's conflicting suffix is replaced by appending: a
 // record for an index at or before the last one truncates the log there,
 // and InstallSnapshot appends a reset record that drops every entry, both
@@ -13,9 +13,11 @@
 // preallocated a step (4 MiB) at a time, so most writes change no file
 // size and fdatasync stays cheap while a small log occupies little disk;
 // a segment is cut to the end of its data when the next one starts.
-// Compact and InstallSnapshot delete whole segments: first a start marker
-// naming the new oldest segment is made durable, then the older ones go,
-// so a crash part-way leaves segments recovery knows to skip and remove.
+// Compact and InstallSnapshot delete whole segments, in the background so
+// that no Save waits for it: first a start marker naming the new oldest
+// segment is made durable, then the older ones go, so a crash part-way
+// leaves segments recovery knows to skip and remove. Close finishes the
+// deletions queued; one that fails makes the next write fail.
 //
 // Open recovers the log, reading records through a bounded buffer: its
 // time and memory follow the data held, not the space preallocated. A
@@ -153,8 +155,12 @@ type WAL struct {
 	active    *segment // segment receiving writes
 	tailOff   int64    // where the next record goes in active
 	allocated int64    // how much of active is preallocated
-	marker    uint64   // segment the start marker names, 0 for none
 	buf       []byte   // encoding buffer reused across Saves
+
+	// rm deletes compacted segments (remove.go); marker, the segment the
+	// start marker names (0 for none), is its own once Open returns.
+	rm     *remover
+	marker uint64
 
 	mu sync.RWMutex
 	// Guarded by mu; written only with writeMu also held, so a writer may
@@ -212,6 +218,7 @@ func Open(dir string, opts Options) (*WAL, error) {
 		w.closeFiles()
 		return nil, err
 	}
+	w.startRemover()
 	return w, nil
 }
 
@@ -233,6 +240,7 @@ func (w *WAL) Close() error {
 	}
 	w.closed = true
 	w.mu.Unlock()
+	w.rm.close()
 	return w.closeFiles()
 }
 

@@ -7,9 +7,11 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/raftline/raft"
 )
@@ -219,6 +221,7 @@ func TestCompactDeletesWholeSegmentsAndKeepsCompactionTerm(t *testing.T) {
 	if err := w.Compact(45); err != nil {
 		t.Fatal(err)
 	}
+	w.rm.flush()
 	after := segmentCount(t, dir)
 	if after >= before || after < 1 {
 		t.Fatalf("segments %d → %d after compacting 45 of 60 entries", before, after)
@@ -254,6 +257,86 @@ func TestCompactDeletesWholeSegmentsAndKeepsCompactionTerm(t *testing.T) {
 	}
 	if got, err := w.Entries(46, 61, 1<<20); err != nil || len(got) != 15 || got[0].Index != 46 {
 		t.Fatalf("Entries(46, 61) after reopen: %d entries, %v", len(got), err)
+	}
+}
+
+// Deleting a compaction's segments (unlinks and a directory fsync, slow on
+// a busy disk) must not hold up the writes after it: Compact and the next
+// Save return while the deletion is still blocked, and the segments go
+// once it is let through.
+func TestWritesDoNotWaitForACompactionsDeletions(t *testing.T) {
+	fs := newMemFS()
+	w := openT(t, "/wal", memOptions(fs, 1024))
+	defer w.Close()
+	for i := uint64(1); i <= 60; i++ {
+		mustSave(t, w, raft.HardState{Term: 1}, []raft.Entry{{Index: i, Term: 1, Data: make([]byte, 100)}})
+	}
+	segments := func() int {
+		fs.mu.Lock()
+		defer fs.mu.Unlock()
+		n := 0
+		for name := range fs.files {
+			if strings.HasSuffix(name, segmentExt) {
+				n++
+			}
+		}
+		return n
+	}
+	before := segments()
+	gate := make(chan struct{})
+	release := sync.OnceFunc(func() { close(gate) })
+	defer release() // before Close, which waits for the removals
+	fs.mu.Lock()
+	fs.removeGate = gate
+	fs.mu.Unlock()
+	wrote := make(chan error, 1)
+	go func() {
+		if err := w.Compact(45); err != nil {
+			wrote <- err
+			return
+		}
+		wrote <- w.Save(raft.HardState{Term: 1}, []raft.Entry{{Index: 61, Term: 1}})
+	}()
+	select {
+	case err := <-wrote:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Compact or the Save after it waited for the segments to be deleted")
+	}
+	if n := segments(); n < before { // the Save may have started one
+		t.Fatalf("%d segments of %d gone while every removal was held", before-n, before)
+	}
+	release()
+	w.rm.flush()
+	if n := segments(); n >= before {
+		t.Fatalf("segments %d -> %d once the removals were let through", before, n)
+	}
+	if got, err := w.Entries(46, 62, 1<<20); err != nil || len(got) != 16 {
+		t.Fatalf("Entries(46, 62): %d entries, %v", len(got), err)
+	}
+}
+
+// A deletion that fails in the background is not lost: the log fails on
+// its next write, as it did when Compact deleted inline.
+func TestFailedBackgroundDeletionFailsTheNextWrite(t *testing.T) {
+	fs := newMemFS()
+	w := openT(t, "/wal", memOptions(fs, 1024))
+	defer w.Close()
+	for i := uint64(1); i <= 60; i++ {
+		mustSave(t, w, raft.HardState{Term: 1}, []raft.Entry{{Index: i, Term: 1, Data: make([]byte, 100)}})
+	}
+	fs.mu.Lock()
+	fs.failRemove = true
+	fs.mu.Unlock()
+	if err := w.Compact(45); err != nil {
+		t.Fatalf("Compact: %v (the deletion runs after it)", err)
+	}
+	w.rm.flush()
+	err := w.Save(raft.HardState{Term: 1}, []raft.Entry{{Index: 61, Term: 1}})
+	if !errors.Is(err, ErrFailed) || !errors.Is(err, errRemoveFault) {
+		t.Fatalf("Save after a failed deletion: %v, want ErrFailed wrapping the removal's error", err)
 	}
 }
 
@@ -519,4 +602,34 @@ func TestOpenAfterCrashCreatingFirstSegment(t *testing.T) {
 		t.Fatal("temporary file left behind")
 	}
 	mustSave(t, w, raft.HardState{Term: 1}, ents(1, 1, 1))
+}
+
+// sizeRecorder is a file that records the sizes it is truncated to.
+type sizeRecorder struct {
+	file
+	size  int64
+	sizes []int64
+}
+
+func (f *sizeRecorder) Size() (int64, error) { return f.size, nil }
+func (f *sizeRecorder) Truncate(size int64) error {
+	f.size = size
+	f.sizes = append(f.sizes, size)
+	return nil
+}
+
+// A segment about to be deleted is cut down a step at a time, so that no
+// one commit of the file system frees (and discards) all of it.
+func TestSegmentIsShrunkInStepsBeforeItIsDeleted(t *testing.T) {
+	f := &sizeRecorder{size: 2*shrinkStep + 1000}
+	shrink(f)
+	want := []int64{shrinkStep + 1000, 1000}
+	if !slices.Equal(f.sizes, want) {
+		t.Fatalf("truncated to %v, want %v", f.sizes, want)
+	}
+	small := &sizeRecorder{size: shrinkStep}
+	shrink(small)
+	if len(small.sizes) != 0 {
+		t.Fatalf("a segment of one step was truncated to %v before its unlink", small.sizes)
+	}
 }
