@@ -44,6 +44,9 @@ type result struct {
 	MaxUs      float64 `json:"max_us"`
 	HeapPeakMB float64 `json:"heap_peak_mb"`
 	Errors     uint64  `json:"errors"`
+	// CPUusPerOp is the CPU time the whole process (every node and the
+	// clients) used in the window per committed operation.
+	CPUusPerOp float64 `json:"cpu_us_per_op"`
 	// DiskMB is what the nodes' logs and snapshots hold on disk at the
 	// end (durable runs); the harness ignores it.
 	DiskMB float64 `json:"disk_mb,omitempty"`
@@ -168,6 +171,9 @@ func main() {
 		logf("close: %v", err)
 	}
 	r.res.HeapPeakMB = round1(float64(heapPeak) / (1 << 20))
+	if r.res.Ops > 0 {
+		r.res.CPUusPerOp = round1(1e6 * (r.after.procCPU - r.before.procCPU) / float64(r.res.Ops))
+	}
 	r.report(f)
 	out, _ := json.Marshal(r.res)
 	fmt.Println(string(out))
@@ -343,10 +349,7 @@ func (r *runOutcome) report(f flags) {
 		bytesPerOp = float64(a.allocBytes-b.allocBytes) / n
 		objsPerOp = float64(a.allocObjs-b.allocObjs) / n
 	}
-	cpuPerOp := 0.0
-	if r.res.Ops > 0 {
-		cpuPerOp = 1e6 * (a.procCPU - b.procCPU) / float64(r.res.Ops)
-	}
+	cpuPerOp := r.res.CPUusPerOp
 	logf("window: %d GC cycles, GC ~%.1f%% of Go CPU, %.0f B and %.1f allocs per op (client's command included), process used %.2f CPU-s of %.1f (%.1f µs CPU per op)",
 		a.cycles-b.cycles, 100*gcFrac, bytesPerOp, objsPerOp, a.procCPU-b.procCPU,
 		f.duration.Seconds()*float64(runtime.GOMAXPROCS(0)), cpuPerOp)

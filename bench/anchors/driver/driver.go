@@ -84,6 +84,9 @@ type Result struct {
 	MaxUs      float64 `json:"max_us"`
 	HeapPeakMB float64 `json:"heap_peak_mb"`
 	Errors     uint64  `json:"errors"`
+	// CPUusPerOp is the CPU time the whole process (every node and the
+	// clients) used in the window per committed operation.
+	CPUusPerOp float64 `json:"cpu_us_per_op"`
 }
 
 // Main parses the command line (-lib picks one of adapters), runs the
@@ -155,6 +158,9 @@ func Main(adapters map[string]Constructor) {
 		MaxUs:      round1(float64(out.h.max.Load()) / 1e3),
 		HeapPeakMB: round1(float64(heapPeak) / (1 << 20)),
 		Errors:     out.errs,
+	}
+	if n > 0 {
+		res.CPUusPerOp = round1(1e6 * (out.after.procCPU - out.before.procCPU) / float64(n))
 	}
 	out.report(*duration)
 	line, _ := json.Marshal(res)

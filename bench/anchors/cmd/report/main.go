@@ -42,6 +42,7 @@ type run struct {
 	MaxUs      float64 `json:"max_us"`
 	HeapPeakMB float64 `json:"heap_peak_mb"`
 	Errors     uint64  `json:"errors"`
+	CPUusPerOp float64 `json:"cpu_us_per_op"` // absent (0) in older lines
 	Failed     bool    `json:"failed"`
 }
 
@@ -127,6 +128,7 @@ type stat struct {
 	ops, p50, p99, p999, heap, max float64
 	errors                         float64
 	min, maxOps                    float64 // range of ops/s over the runs
+	cpu                            float64 // CPU µs per op; 0 when no run reported it
 }
 
 func (d *dataset) stat(c config, lib string) (stat, bool) {
@@ -135,7 +137,7 @@ func (d *dataset) stat(c config, lib string) (stat, bool) {
 		return stat{}, false
 	}
 	var s stat
-	var ops, p50, p99, p999, heap, mx, errs []float64
+	var ops, p50, p99, p999, heap, mx, errs, cpu []float64
 	for _, r := range rs {
 		if r.Failed {
 			s.failed++
@@ -148,6 +150,9 @@ func (d *dataset) stat(c config, lib string) (stat, bool) {
 		heap = append(heap, r.HeapPeakMB)
 		mx = append(mx, r.MaxUs)
 		errs = append(errs, float64(r.Errors))
+		if r.CPUusPerOp > 0 {
+			cpu = append(cpu, r.CPUusPerOp)
+		}
 	}
 	s.n = len(ops)
 	if s.n == 0 {
@@ -156,6 +161,9 @@ func (d *dataset) stat(c config, lib string) (stat, bool) {
 	s.ops, s.p50, s.p99, s.p999 = median(ops), median(p50), median(p99), median(p999)
 	s.heap, s.max, s.errors = median(heap), median(mx), median(errs)
 	s.min, s.maxOps = slices.Min(ops), slices.Max(ops)
+	if len(cpu) > 0 {
+		s.cpu = median(cpu)
+	}
 	return s, true
 }
 
@@ -280,7 +288,7 @@ func table(w io.Writer, d *dataset) {
 		fmt.Fprintln(w, p)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "%-22s %-12s %4s %10s %9s %9s %9s %8s %6s\n", "config", "lib", "runs", "ops/s", "p50 us", "p99 us", "p99.9 us", "heap MB", "errors")
+	fmt.Fprintf(w, "%-22s %-12s %4s %10s %9s %9s %9s %8s %6s %9s\n", "config", "lib", "runs", "ops/s", "p50 us", "p99 us", "p99.9 us", "heap MB", "errors", "CPU us/op")
 	for _, c := range d.configs {
 		for _, lib := range d.libs {
 			s, ok := d.stat(c, lib)
@@ -295,7 +303,7 @@ func table(w io.Writer, d *dataset) {
 				fmt.Fprintf(w, "%-22s %-12s %4s %10s\n", c, lib, runs, "fail")
 				continue
 			}
-			fmt.Fprintf(w, "%-22s %-12s %4s %10.0f %9.0f %9.0f %9.0f %8.1f %6.0f\n", c, lib, runs, s.ops, s.p50, s.p99, s.p999, s.heap, s.errors)
+			fmt.Fprintf(w, "%-22s %-12s %4s %10.0f %9.0f %9.0f %9.0f %8.1f %6.0f %9s\n", c, lib, runs, s.ops, s.p50, s.p99, s.p999, s.heap, s.errors, cpuCell(s))
 		}
 		if r, name := d.ratio(c); r > 0 {
 			fmt.Fprintf(w, "%-22s %-12s %4s %10.2f   (raftline / best anchor, ops/s; best: %s)\n", c, "ratio", "", r, name)
@@ -356,6 +364,26 @@ func markdown(w io.Writer, d *dataset) {
 		}
 		fmt.Fprintf(w, "| %s | %s |\n", c, strings.Join(cells, " | "))
 	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "CPU per operation in µs (the whole process: every node and the clients):")
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "| config | %s |\n", strings.Join(d.libs, " | "))
+	fmt.Fprintf(w, "|---|%s\n", strings.Repeat("---:|", len(d.libs)))
+	for _, c := range d.configs {
+		var cells []string
+		for _, lib := range d.libs {
+			cells = append(cells, cell(c, lib, cpuCell))
+		}
+		fmt.Fprintf(w, "| %s | %s |\n", c, strings.Join(cells, " | "))
+	}
+}
+
+// cpuCell is s's CPU per operation, or "-" when its runs did not report it.
+func cpuCell(s stat) string {
+	if s.cpu == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f", s.cpu)
 }
 
 func ms(us float64) string {
