@@ -260,17 +260,25 @@ func TestCompactDeletesWholeSegmentsAndKeepsCompactionTerm(t *testing.T) {
 	}
 }
 
+// openSegmented opens a WAL on fs with 1 KiB segments and saves 60
+// entries of 100 bytes across several of them.
+func openSegmented(t *testing.T, fs *memFS) *WAL {
+	t.Helper()
+	w := openT(t, "/wal", memOptions(fs, 1024))
+	for i := uint64(1); i <= 60; i++ {
+		mustSave(t, w, raft.HardState{Term: 1}, []raft.Entry{{Index: i, Term: 1, Data: make([]byte, 100)}})
+	}
+	return w
+}
+
 // Deleting a compaction's segments (unlinks and a directory fsync, slow on
 // a busy disk) must not hold up the writes after it: Compact and the next
 // Save return while the deletion is still blocked, and the segments go
 // once it is let through.
 func TestWritesDoNotWaitForACompactionsDeletions(t *testing.T) {
 	fs := newMemFS()
-	w := openT(t, "/wal", memOptions(fs, 1024))
+	w := openSegmented(t, fs)
 	defer w.Close()
-	for i := uint64(1); i <= 60; i++ {
-		mustSave(t, w, raft.HardState{Term: 1}, []raft.Entry{{Index: i, Term: 1, Data: make([]byte, 100)}})
-	}
 	segments := func() int {
 		fs.mu.Lock()
 		defer fs.mu.Unlock()
@@ -322,11 +330,8 @@ func TestWritesDoNotWaitForACompactionsDeletions(t *testing.T) {
 // its next write, as it did when Compact deleted inline.
 func TestFailedBackgroundDeletionFailsTheNextWrite(t *testing.T) {
 	fs := newMemFS()
-	w := openT(t, "/wal", memOptions(fs, 1024))
+	w := openSegmented(t, fs)
 	defer w.Close()
-	for i := uint64(1); i <= 60; i++ {
-		mustSave(t, w, raft.HardState{Term: 1}, []raft.Entry{{Index: i, Term: 1, Data: make([]byte, 100)}})
-	}
 	fs.mu.Lock()
 	fs.failRemove = true
 	fs.mu.Unlock()

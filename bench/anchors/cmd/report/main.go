@@ -338,41 +338,25 @@ func markdown(w io.Writer, d *dataset) {
 		}
 		fmt.Fprintf(w, "| %s | %s | %s |\n", c, strings.Join(cells, " | "), rs)
 	}
+	perLib(w, d, cell, "Latency p50 / p99 / p99.9 in ms:", func(s stat) string {
+		return fmt.Sprintf("%s / %s / %s", ms(s.p50), ms(s.p99), ms(s.p999))
+	})
+	perLib(w, d, cell, "Peak Go heap in MB:", func(s stat) string { return num(s.heap, 0) })
+	perLib(w, d, cell, "CPU per operation in µs (the whole process: every node and the clients):", cpuCell)
+}
+
+// perLib writes a titled Markdown table of one value per configuration
+// and library; cell renders a (config, library) through value.
+func perLib(w io.Writer, d *dataset, cell func(config, string, func(stat) string) string, title string, value func(stat) string) {
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Latency p50 / p99 / p99.9 in ms:")
-	fmt.Fprintln(w)
-	fmt.Fprintf(w, "| config | %s |\n", strings.Join(d.libs, " | "))
-	fmt.Fprintf(w, "|---|%s\n", strings.Repeat("---:|", len(d.libs)))
-	for _, c := range d.configs {
-		var cells []string
-		for _, lib := range d.libs {
-			cells = append(cells, cell(c, lib, func(s stat) string {
-				return fmt.Sprintf("%s / %s / %s", ms(s.p50), ms(s.p99), ms(s.p999))
-			}))
-		}
-		fmt.Fprintf(w, "| %s | %s |\n", c, strings.Join(cells, " | "))
-	}
-	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Peak Go heap in MB:")
+	fmt.Fprintln(w, title)
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "| config | %s |\n", strings.Join(d.libs, " | "))
 	fmt.Fprintf(w, "|---|%s\n", strings.Repeat("---:|", len(d.libs)))
 	for _, c := range d.configs {
 		var cells []string
 		for _, lib := range d.libs {
-			cells = append(cells, cell(c, lib, func(s stat) string { return num(s.heap, 0) }))
-		}
-		fmt.Fprintf(w, "| %s | %s |\n", c, strings.Join(cells, " | "))
-	}
-	fmt.Fprintln(w)
-	fmt.Fprintln(w, "CPU per operation in µs (the whole process: every node and the clients):")
-	fmt.Fprintln(w)
-	fmt.Fprintf(w, "| config | %s |\n", strings.Join(d.libs, " | "))
-	fmt.Fprintf(w, "|---|%s\n", strings.Repeat("---:|", len(d.libs)))
-	for _, c := range d.configs {
-		var cells []string
-		for _, lib := range d.libs {
-			cells = append(cells, cell(c, lib, cpuCell))
+			cells = append(cells, cell(c, lib, value))
 		}
 		fmt.Fprintf(w, "| %s | %s |\n", c, strings.Join(cells, " | "))
 	}
