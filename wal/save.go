@@ -19,8 +19,8 @@ const segHeaderLen = recordOverhead + segHeaderFixed + stateSize
 
 // Save implements raft.Storage: it writes hs (unless zero) and entries,
 // in pieces of writeChunk, with one fsync, and returns once they are
-// durable. Entries at or
-// before LastIndex replace the stored suffix from their first index.
+// durable. Entries at or before LastIndex replace the stored suffix from
+// their first index.
 //
 // Readers are not blocked during the write and fsync; they see the new
 // state once Save has made it durable.
@@ -42,7 +42,7 @@ func (w *WAL) Save(hs raft.HardState, entries []raft.Entry) error {
 		size += recordOverhead + stateSize
 	}
 	for i := range entries {
-		size += int64(recordOverhead + entryFixed + len(entries[i].Data))
+		size += entryRecordSize(&entries[i])
 	}
 	if err := w.makeRoom(size, false); err != nil {
 		return w.fail(err)
@@ -67,6 +67,9 @@ func (w *WAL) Save(hs raft.HardState, entries []raft.Entry) error {
 			buf = buf[:0]
 		}
 	}
+	if end := off + int64(len(buf)); end != start+size {
+		return w.fail(fmt.Errorf("wal: encoded %d bytes where %d were reserved", end-start, size))
+	}
 	if err := w.writeAt(buf, off); err != nil {
 		return err
 	}
@@ -88,6 +91,12 @@ func (w *WAL) writeAt(buf []byte, off int64) error {
 		return w.fail(fmt.Errorf("wal: writing %s at offset %d: %w", w.active.name, off, err))
 	}
 	return nil
+}
+
+// entryRecordSize is the framed size of e's record, as appendEntry
+// writes it.
+func entryRecordSize(e *raft.Entry) int64 {
+	return int64(recordOverhead + entryFixed + len(e.Data))
 }
 
 // keepBuffer keeps buf for the next write unless it grew too large.
@@ -164,7 +173,7 @@ func (w *WAL) publish(hs raft.HardState, entries []raft.Entry, entriesAt int64) 
 	off := entriesAt
 	for i := range entries {
 		e := &entries[i]
-		size := int64(recordOverhead + entryFixed + len(e.Data))
+		size := entryRecordSize(e)
 		if e.Index <= w.lastIndex() {
 			w.cache.truncateFrom(e.Index)
 		}
