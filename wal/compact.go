@@ -8,7 +8,8 @@ import (
 )
 
 // Compact implements raft.Storage. It forgets the entries up to index and
-// deletes the segments that hold nothing newer, whole; files are never
+// has the segments that hold nothing newer deleted, whole and in the
+// background (a failed deletion fails the next write); files are never
 // rewritten. After a reopen FirstIndex may therefore be lower than index+1
 // (the kept segment's older entries are still there), which is harmless:
 // those entries are committed.
